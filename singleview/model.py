@@ -1,0 +1,114 @@
+"""The records that flow between the parts (pure: no Beam, no pymongo).
+
+A raw message is decoded into `ChangeEvent`s; each event is folded into the
+projection of its entity; projections become `Contribution`s to the single
+view of one customer (keyed by normalised email).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+SOURCES = ("crm", "orders", "order_items", "marketing", "pageviews")
+
+# What a ChangeEvent asks of its entity's projection.
+UPSERT = "upsert"    # set the given fields (partial unless full_image)
+DELETE = "delete"    # tombstone the entity
+RESTORE = "restore"  # Salesforce UNDELETE, HubSpot contact.restore
+ERASE = "erase"      # HubSpot privacy deletion: forget everything but the version
+MERGE = "merge"      # HubSpot contact.merge: merged_ids fold into entity_id
+OPS = (UPSERT, DELETE, RESTORE, ERASE, MERGE)
+
+MAX_PAYLOAD_BYTES = 16 * 1024
+
+
+class DecodeError(ValueError):
+    """Raised by a decoder for a message that becomes a dead letter."""
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """A message as a source delivers it (file line, Pub/Sub or Kafka)."""
+
+    source: str
+    data: bytes
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    publish_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    """One change to one entity of one source, with the version that orders it.
+
+    `version` is a string whose lexicographic order is the order of the
+    source's own version (see `make_version`); `fields` use snake_case names
+    and JSON-safe values (decimal strings, ISO-8601 UTC times).
+    """
+
+    source: str
+    entity_id: str
+    op: str
+    version: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    full_image: bool = False
+    parent_id: str | None = None
+    merged_ids: tuple[str, ...] = ()
+    nulled: tuple[str, ...] = ()
+
+    def fingerprint(self) -> str:
+        """A deterministic tie-breaker between events with equal versions."""
+        return json.dumps(
+            [self.op, self.fields, list(self.nulled), list(self.merged_ids)],
+            sort_keys=True, default=str, separators=(",", ":"))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message that could not be used, kept with the reason."""
+
+    source: str
+    reason: str
+    payload: str
+    at: datetime
+
+    @classmethod
+    def of(cls, message: RawMessage, reason: str) -> "DeadLetter":
+        payload = message.data[:MAX_PAYLOAD_BYTES].decode("utf-8", "replace")
+        return cls(message.source, reason, payload, utcnow())
+
+
+def make_version(*parts: int | str) -> str:
+    """Encode a source's version tuple as a string that sorts like the tuple.
+
+    Integers are zero-padded to 20 digits; strings are used as they are (the
+    formats only put fixed-shape strings, such as binlog file names, here).
+    """
+    encoded = []
+    for part in parts:
+        if isinstance(part, bool) or not isinstance(part, (int, str)):
+            raise TypeError(f"version part must be int or str, got {part!r}")
+        if isinstance(part, int):
+            if part < 0:
+                raise ValueError(f"version part must not be negative: {part}")
+            encoded.append(f"{part:020d}")
+        else:
+            encoded.append(part)
+    return "|".join(encoded)
+
+
+def normalise_email(value: Any) -> str | None:
+    """Trimmed, lower-cased email, or None when there is none."""
+    if not isinstance(value, str):
+        return None
+    email = value.strip().lower()
+    return email or None
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
