@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Start or stop the local MongoDB-wire server (FerretDB 1.24, SQLite backend).
+# Idempotent. With MONGODB_URI set, there is nothing to start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ADDR="${SINGLEVIEW_MONGO_ADDR:-127.0.0.1:27017}"
+DATA=".data/ferretdb"
+BIN=".data/bin/ferretdb"
+PIDFILE=".data/ferretdb.pid"
+LOG=".data/ferretdb.log"
+PY="${PYTHON:-.venv/bin/python}"
+
+ping() {
+  "$PY" - "$ADDR" <<'PYEOF'
+import sys, pymongo
+try:
+    pymongo.MongoClient(f"mongodb://{sys.argv[1]}", serverSelectionTimeoutMS=500).admin.command("ping")
+except Exception:
+    sys.exit(1)
+PYEOF
+}
+
+build() {
+  if [ ! -x "$BIN" ] || [ tools/ferretdb/go.mod -nt "$BIN" ] || [ tools/ferretdb/main.go -nt "$BIN" ]; then
+    mkdir -p .data/bin
+    (cd tools/ferretdb && go build -o "../../$BIN" .)
+  fi
+}
+
+start() {
+  if [ -n "${MONGODB_URI:-}" ]; then echo "MONGODB_URI is set; using $MONGODB_URI"; return; fi
+  if ping; then echo "MongoDB-wire server already up on $ADDR"; return; fi
+  build
+  mkdir -p "$DATA"
+  setsid "$BIN" -listen-addr "$ADDR" -sqlite-url "file:$DATA/" >"$LOG" 2>&1 </dev/null &
+  echo $! > "$PIDFILE"
+  for _ in $(seq 1 100); do
+    if ping; then echo "FerretDB up on mongodb://$ADDR (data in $DATA)"; return; fi
+    sleep 0.1
+  done
+  echo "FerretDB did not answer ping; see $LOG" >&2; tail -20 "$LOG" >&2; exit 1
+}
+
+stop() {
+  if [ -f "$PIDFILE" ]; then
+    kill "$(cat "$PIDFILE")" 2>/dev/null || true
+    rm -f "$PIDFILE"
+    echo "FerretDB stopped"
+  fi
+}
+
+case "${1:-start}" in
+  start) start ;;
+  stop) stop ;;
+  build) build ;;
+  *) echo "usage: $0 start|stop|build" >&2; exit 2 ;;
+esac
