@@ -1,0 +1,223 @@
+"""MongoDB reads and writes for the pipeline: projections, single views, dead letters.
+
+Every step reads the documents of a whole batch in one query and writes
+them back in one unordered bulk operation: never a round trip per event.
+Only operations that both MongoDB 6+ and FerretDB 1.24 support are used.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+import apache_beam as beam
+import pymongo
+from apache_beam.metrics import Metrics
+from pymongo import DeleteOne, ReplaceOne
+
+from singleview.merge import (APPLIED, CHILD_OF, Contribution, apply_event, entity_email,
+                              merge_contributions, new_entity, order_key)
+from singleview.model import ERASE, ChangeEvent
+from singleview.view import DEFAULT_HISTORY_CAP, contribution, render
+
+PROJECTIONS = {
+    "crm": "crm_customers_projection",
+    "orders": "ecommerce_orders_projection",
+    "order_items": "ecommerce_order_items_projection",
+    "marketing": "marketing_preferences_projection",
+    "pageviews": "marketing_pageviews_projection",
+}
+SINGLE_VIEWS = "customer_sv"
+RETIRED_VIEWS = "customer_sv_tombstones"
+DEAD_LETTERS = "sv_errors"
+PARENT_CHILD = {parent: child for child, (parent, _) in CHILD_OF.items()}
+READ_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class MongoTarget:
+    """Where the pipeline keeps its collections."""
+
+    uri: str = "mongodb://127.0.0.1:27017"
+    database: str = "singleview"
+
+    @classmethod
+    def from_env(cls, uri: str | None = None, database: str | None = None) -> "MongoTarget":
+        return cls(uri or os.environ.get("MONGODB_URI") or cls.uri,
+                   database or os.environ.get("SINGLEVIEW_DATABASE") or cls.database)
+
+    def connect(self) -> pymongo.MongoClient:
+        return pymongo.MongoClient(self.uri, tz_aware=True, serverSelectionTimeoutMS=10000)
+
+
+def find_by_ids(collection, ids: Iterable[str]) -> dict[str, dict]:
+    ids = sorted(set(ids))
+    found: dict[str, dict] = {}
+    for start in range(0, len(ids), READ_CHUNK):
+        for doc in collection.find({"_id": {"$in": ids[start:start + READ_CHUNK]}}):
+            found[doc["_id"]] = doc
+    return found
+
+
+def retired_id(email: str) -> str:
+    """Retractions outlive a view, keyed by a hash so no email is kept."""
+    return hashlib.sha256(email.encode()).hexdigest()
+
+
+def ensure_indexes(target: MongoTarget) -> None:
+    """Indexes the joins need (idempotent)."""
+    with target.connect() as client:
+        db = client[target.database]
+        db[DEAD_LETTERS].create_index([("source", 1), ("at", -1)])
+
+
+class _MongoDoFn(beam.DoFn):
+    def __init__(self, target: MongoTarget):
+        self.target = target
+        self._client = None
+
+    def setup(self):
+        self._client = self.target.connect()
+        self.db = self._client[self.target.database]
+
+    def teardown(self):
+        if self._client is not None:
+            self._client.close()
+
+
+class ApplyToProjectionFn(_MongoDoFn):
+    """Fold a batch of (document id, events) into one projection collection.
+
+    Yields the contributions that the changed entities now make. A child
+    (order item, page view) is written first and its parent read after, and
+    a parent is written first and its children read after, so whichever
+    side is written second sees the first.
+    """
+
+    def __init__(self, source: str, target: MongoTarget, history_cap: int = DEFAULT_HISTORY_CAP):
+        super().__init__(target)
+        self.source = source
+        self.history_cap = history_cap
+        self.applied = Metrics.counter("singleview", f"{source}_applied")
+        self.superseded = Metrics.counter("singleview", f"{source}_superseded")
+
+    def process(self, batch: list[tuple[str, Iterable[ChangeEvent]]]):
+        collection = self.db[PROJECTIONS[self.source]]
+        stored = find_by_ids(collection, (doc_id for doc_id, _ in batch))
+        writes, changed, old_emails, erased = [], {}, {}, []
+        for doc_id, events in batch:
+            before = stored.get(doc_id)
+            doc = copy.deepcopy(before) if before else {"_id": doc_id, "_rev": 0}
+            if self.source in CHILD_OF:
+                children = doc.setdefault(CHILD_OF[self.source][1], {})
+                outcomes = [apply_event(children.setdefault(e.entity_id, new_entity()), e)
+                            for e in sorted(events, key=order_key)]
+            else:
+                entity = doc.setdefault("state", new_entity())
+                outcomes = [apply_event(entity, e) for e in sorted(events, key=order_key)]
+                old_emails[doc_id] = entity_email(self.source, (before or {}).get("state"))
+                if any(e.op == ERASE for e in events) and entity["erased"]:
+                    erased.append(doc_id)
+            applied = outcomes.count(APPLIED)
+            self.applied.inc(applied)
+            self.superseded.inc(len(outcomes) - applied)
+            if applied:
+                doc["_rev"] += 1
+                doc["email"] = entity_email(self.source, doc.get("state"))
+                writes.append(ReplaceOne({"_id": doc_id}, doc, upsert=True))
+                changed[doc_id] = doc
+        if writes:
+            collection.bulk_write(writes, ordered=False)
+        if erased:
+            self.db[PROJECTIONS[PARENT_CHILD[self.source]]].delete_many({"_id": {"$in": erased}})
+        if changed:
+            yield from self._contributions(changed, old_emails, erased)
+
+    def _contributions(self, changed: dict, old_emails: dict, erased: list):
+        if self.source in CHILD_OF:
+            parent_source = CHILD_OF[self.source][0]
+            parents = find_by_ids(self.db[PROJECTIONS[parent_source]], changed)
+            changed = self._forget_erased(changed, parents)
+            for doc_id, child in changed.items():
+                parent = parents.get(doc_id)
+                if parent:
+                    yield from contribution(parent_source, doc_id, parent["state"] | {"_rev": parent["_rev"]},
+                                            child, None, self.history_cap)
+            return
+        child_source = PARENT_CHILD.get(self.source)
+        children = find_by_ids(self.db[PROJECTIONS[child_source]], changed) if child_source else {}
+        for doc_id, parent in changed.items():
+            child = None if doc_id in erased else children.get(doc_id)
+            yield from contribution(self.source, doc_id, parent["state"] | {"_rev": parent["_rev"]},
+                                    child, old_emails.get(doc_id), self.history_cap)
+
+    def _forget_erased(self, changed: dict, parents: Mapping[str, dict]) -> dict:
+        """Page views no newer than their contact's privacy erasure are dropped."""
+        rewrites = {}
+        for doc_id, child in changed.items():
+            erased_at = ((parents.get(doc_id) or {}).get("state") or {}).get("erased")
+            if not erased_at:
+                continue
+            views = child.get("views", {})
+            kept = {vid: v for vid, v in views.items() if v["version"] > erased_at}
+            if len(kept) != len(views):
+                rewrites[doc_id] = dict(child, views=kept, _rev=child["_rev"] + 1)
+        if rewrites:
+            self.db[PROJECTIONS[self.source]].bulk_write(
+                [ReplaceOne({"_id": i}, d) for i, d in rewrites.items()], ordered=False)
+            self.superseded.inc(sum(len(changed[i]["views"]) - len(d["views"]) for i, d in rewrites.items()))
+            self.applied.inc(-sum(len(changed[i]["views"]) - len(d["views"]) for i, d in rewrites.items()))
+        return {**changed, **rewrites}
+
+
+class WriteSingleViewsFn(_MongoDoFn):
+    """Merge a batch of customers' contributions into `customer_sv`."""
+
+    def __init__(self, target: MongoTarget, history_cap: int = DEFAULT_HISTORY_CAP):
+        super().__init__(target)
+        self.history_cap = history_cap
+        self.written = Metrics.counter("singleview", "views_written")
+        self.removed = Metrics.counter("singleview", "views_removed")
+
+    def process(self, batch: list[tuple[str, Iterable[Contribution]]]):
+        views, retired = self.db[SINGLE_VIEWS], self.db[RETIRED_VIEWS]
+        emails = [email for email, _ in batch]
+        stored = find_by_ids(views, emails)
+        tombstones = find_by_ids(retired, [retired_id(e) for e in emails])
+        view_writes, retired_writes = [], []
+        for email, incoming in batch:
+            before = stored.get(email)
+            tomb = tombstones.get(retired_id(email))
+            known = [Contribution.from_doc(email, c)
+                     for doc in (before and before.get("_meta"), tomb) if doc
+                     for c in doc.get("contributions", [])]
+            merged = merge_contributions(known, incoming)
+            doc = render(email, merged, self.history_cap)
+            if doc is None:
+                if before is not None:
+                    view_writes.append(DeleteOne({"_id": email}))
+                    self.removed.inc()
+                retractions = [dataclasses.replace(c, data=None).to_doc() for c in merged]
+                if tomb is None or tomb.get("contributions") != retractions:
+                    retired_writes.append(ReplaceOne({"_id": retired_id(email)},
+                                                     {"contributions": retractions}, upsert=True))
+                continue
+            if before is not None and {k: v for k, v in before.items() if k != "_rev"} == doc:
+                continue
+            doc["_rev"] = (before or {}).get("_rev", 0) + 1
+            view_writes.append(ReplaceOne({"_id": email}, doc, upsert=True))
+            self.written.inc()
+            yield email
+        if view_writes:
+            views.bulk_write(view_writes, ordered=False)
+        if retired_writes:
+            retired.bulk_write(retired_writes, ordered=False)
+
+
+class WriteDeadLettersFn(_MongoDoFn):
+    def process(self, batch):
+        self.db[DEAD_LETTERS].insert_many([dataclasses.asdict(d) for d in batch], ordered=False)
+        yield len(batch)

@@ -1,0 +1,53 @@
+"""Sources: every input becomes a PCollection of `RawMessage`s."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import apache_beam as beam
+
+from singleview.model import RawMessage
+
+
+def split_line(source: str, line: str | bytes):
+    """One message per line; a line holding a JSON array is a batch of them."""
+    text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+    stripped = text.strip()
+    if not stripped:
+        return
+    if stripped.startswith("["):
+        try:
+            batch = json.loads(stripped)
+        except ValueError:
+            batch = None
+        if isinstance(batch, list):
+            for item in batch:
+                yield RawMessage(source, json.dumps(item, separators=(",", ":")).encode())
+            return
+    yield RawMessage(source, stripped.encode())
+
+
+def from_archive_record(source: str, record: dict) -> RawMessage:
+    """A record of a Pub/Sub archive (Avro: message, attributes, timestamp)."""
+    millis = record.get("timestamp")
+    published = datetime.fromtimestamp(millis / 1000, timezone.utc) if millis is not None else None
+    return RawMessage(source, bytes(record.get("message") or b""), dict(record.get("attributes") or {}), published)
+
+
+class ReadMessages(beam.PTransform):
+    """Files by glob: `.avro` as Pub/Sub archives, anything else as JSON lines."""
+
+    def __init__(self, source: str, pattern: str):
+        super().__init__()
+        self.source = source
+        self.pattern = pattern
+
+    def expand(self, pbegin):
+        source = self.source
+        if self.pattern.endswith(".avro"):
+            return (pbegin
+                    | "ReadAvro" >> beam.io.ReadFromAvro(self.pattern)
+                    | "ToMessage" >> beam.Map(lambda r: from_archive_record(source, r)))
+        return (pbegin
+                | "ReadLines" >> beam.io.ReadFromText(self.pattern)
+                | "SplitBatches" >> beam.FlatMap(lambda line: split_line(source, line)))

@@ -1,0 +1,41 @@
+"""Command-line options of the single-view pipeline."""
+from __future__ import annotations
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from singleview.model import SOURCES
+
+
+class SingleViewOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--input", action="append", default=[], metavar="SOURCE=GLOB",
+            help=f"an input per source, one of {', '.join(SOURCES)}; repeatable")
+        parser.add_argument("--mongo_uri", default=None,
+                            help="MongoDB URI (default: $MONGODB_URI, then mongodb://127.0.0.1:27017)")
+        parser.add_argument("--database", default=None,
+                            help="database name (default: $SINGLEVIEW_DATABASE, then singleview)")
+        parser.add_argument("--window_seconds", type=float, default=1.0,
+                            help="fixed window that batches writes (streaming)")
+        parser.add_argument("--history_cap", type=int, default=100,
+                            help="page views kept in browsing_history")
+        parser.add_argument("--decimal_scale", type=int, default=4,
+                            help="DECIMAL scale when Debezium schemas are off")
+        parser.add_argument("--category_pattern", default=r"/(?:category|c)/([^/?#]+)",
+                            help="regex whose first group is a page view's category")
+
+
+def parse_inputs(specs: list[str]) -> dict[str, str]:
+    """`source=glob` pairs, checked against the known sources."""
+    inputs = {}
+    for spec in specs:
+        source, sep, pattern = spec.partition("=")
+        if not sep or not pattern:
+            raise ValueError(f"--input must be SOURCE=GLOB, got {spec!r}")
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r} in --input; expected one of {', '.join(SOURCES)}")
+        if source in inputs:
+            raise ValueError(f"--input given twice for {source!r}")
+        inputs[source] = pattern
+    return inputs

@@ -1,0 +1,117 @@
+"""The pipeline graph: read, decode, project, key, window, CoGroupByKey, merge, write."""
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
+
+from singleview.formats import DecoderConfig
+from singleview.io.mongodb import MongoTarget, WriteDeadLettersFn, ensure_indexes
+from singleview.io.sources import ReadMessages
+from singleview.merge import CHILD_OF
+from singleview.pipelines.options import SingleViewOptions, parse_inputs
+from singleview.transforms.decode import DEAD_LETTERS, DecodeMessages
+from singleview.transforms.merge import STREAMS, MergeSingleViews
+from singleview.transforms.project import BATCH, ProjectChanges
+
+
+def stream_of(source: str) -> str:
+    """Order items join the orders stream, page views the marketing stream."""
+    return CHILD_OF[source][0] if source in CHILD_OF else source
+
+
+class SingleViewPipeline(beam.PTransform):
+    """Messages per source -> single views and dead letters in MongoDB."""
+
+    def __init__(self, target: MongoTarget, config: DecoderConfig, history_cap: int = 100):
+        super().__init__()
+        self.target = target
+        self.config = config
+        self.history_cap = history_cap
+
+    def expand(self, messages: dict):
+        contributions = {name: [] for name in STREAMS}
+        dead = []
+        for source, pcoll in messages.items():
+            decoded = pcoll | f"Decode {source}" >> DecodeMessages(self.config)
+            dead.append(decoded[DEAD_LETTERS])
+            contributions[stream_of(source)].append(
+                decoded.events | f"Project {source}" >> ProjectChanges(source, self.target, self.history_cap))
+        streams = {name: parts | f"Flatten {name}" >> beam.Flatten()
+                   for name, parts in contributions.items() if parts}
+        written = streams | "Merge" >> MergeSingleViews(self.target, self.history_cap)
+        if dead:
+            (dead | "FlattenDeadLetters" >> beam.Flatten()
+             | "BatchDeadLetters" >> beam.BatchElements(**BATCH)
+             | "WriteDeadLetters" >> beam.ParDo(WriteDeadLettersFn(self.target)))
+        return written
+
+
+@dataclass
+class Summary:
+    counters: dict
+
+    def get(self, name: str) -> int:
+        return self.counters.get(name, 0)
+
+    @property
+    def applied(self) -> int:
+        return sum(v for k, v in self.counters.items() if k.endswith("_applied"))
+
+    @property
+    def superseded(self) -> int:
+        return sum(v for k, v in self.counters.items() if k.endswith("_superseded"))
+
+    @property
+    def read(self) -> int:
+        return self.get("events_decoded") + self.get("messages_skipped") + self.get("dead_lettered")
+
+    def __str__(self) -> str:
+        return (f"events read: {self.read} = applied {self.applied} + superseded {self.superseded}"
+                f" + skipped {self.get('messages_skipped')} + dead-lettered {self.get('dead_lettered')};"
+                f" single views written: {self.get('views_written')}, removed: {self.get('views_removed')}")
+
+
+def summarise(result) -> Summary:
+    query = result.metrics().query(MetricsFilter().with_namespace("singleview"))
+    counters: dict[str, int] = {}
+    for counter in query["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        counters[counter.key.metric.name] = counters.get(counter.key.metric.name, 0) + (value or 0)
+    return Summary(counters)
+
+
+def build(pipeline: beam.Pipeline, options: SingleViewOptions):
+    inputs = parse_inputs(options.input)
+    if not inputs:
+        raise ValueError("give at least one --input SOURCE=GLOB")
+    target = MongoTarget.from_env(options.mongo_uri, options.database)
+    config = DecoderConfig(decimal_scale=options.decimal_scale, category_pattern=options.category_pattern)
+    messages = {source: pipeline | f"Read {source}" >> ReadMessages(source, pattern)
+                for source, pattern in inputs.items()}
+    return messages | "SingleView" >> SingleViewPipeline(target, config, options.history_cap), target
+
+
+def run(argv=None) -> Summary:
+    options = SingleViewOptions(argv)
+    pipeline = beam.Pipeline(options=options)
+    _, target = build(pipeline, options)
+    ensure_indexes(target)
+    result = pipeline.run()
+    result.wait_until_finish()
+    summary = summarise(result)
+    print(summary)
+    return summary
+
+
+def main(argv=None) -> int:
+    logging.getLogger().setLevel(logging.WARNING)
+    try:
+        run(argv)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

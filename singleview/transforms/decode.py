@@ -1,0 +1,52 @@
+"""Decode raw messages into change events; what cannot be decoded is a dead letter."""
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from singleview.formats import DecoderConfig, decode
+from singleview.model import MERGE, ChangeEvent, DeadLetter, DecodeError, RawMessage
+
+DEAD_LETTERS = "dead_letters"
+
+
+def expand_merge(event: ChangeEvent) -> list[ChangeEvent]:
+    """A HubSpot merge tombstones each merged contact, pointing at the primary."""
+    if event.op != MERGE:
+        return [event]
+    return [ChangeEvent(event.source, merged, MERGE, event.version, parent_id=event.entity_id)
+            for merged in event.merged_ids if merged != event.entity_id]
+
+
+class DecodeFn(beam.DoFn):
+    def __init__(self, config: DecoderConfig, fmt: str | None = None):
+        self.config = config
+        self.fmt = fmt
+        self.events = Metrics.counter("singleview", "events_decoded")
+        self.skipped = Metrics.counter("singleview", "messages_skipped")
+        self.dead = Metrics.counter("singleview", "dead_lettered")
+
+    def process(self, message: RawMessage):
+        try:
+            events = [e for decoded in decode(message, self.config, self.fmt) for e in expand_merge(decoded)]
+        except DecodeError as error:
+            self.dead.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter.of(message, str(error)))
+            return
+        if not events:
+            self.skipped.inc()
+        self.events.inc(len(events))
+        yield from events
+
+
+class DecodeMessages(beam.PTransform):
+    """RawMessage -> ChangeEvent, with dead letters on the `dead_letters` tag."""
+
+    def __init__(self, config: DecoderConfig, fmt: str | None = None):
+        super().__init__()
+        self.config = config
+        self.fmt = fmt
+
+    def expand(self, messages):
+        return messages | "Decode" >> beam.ParDo(DecodeFn(self.config, self.fmt)).with_outputs(
+            DEAD_LETTERS, main="events")
