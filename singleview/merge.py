@@ -52,6 +52,12 @@ def _set_path(image: dict, path: str, value: Any) -> None:
     image[leaf] = value
 
 
+def _get_path(image: Mapping, path: str) -> Any:
+    for name in path.split("/"):
+        image = image.get(name) if isinstance(image, Mapping) else None
+    return image
+
+
 def apply_event(entity: dict, event: ChangeEvent) -> str:
     """Fold one event into an entity state in place; say whether it applied."""
     key = order_key(event)
@@ -59,8 +65,13 @@ def apply_event(entity: dict, event: ChangeEvent) -> str:
         return SUPERSEDED
     changed = False
     if event.op == ERASE:
-        entity.update(fields={}, versions={}, alive=False, erased=key)
-        entity["life"] = max(entity["life"], key)
+        kept = {path: v for path, v in entity["versions"].items() if v > key}
+        image: dict = {}
+        for path in kept:
+            _set_path(image, path, _get_path(entity["fields"], path))
+        entity.update(fields=image, versions=kept, erased=key)
+        if key > entity["life"]:
+            entity["life"], entity["alive"] = key, False
         changed = True
     elif event.op == UPSERT:
         updates = list(_leaves(event.fields))
@@ -71,8 +82,8 @@ def apply_event(entity: dict, event: ChangeEvent) -> str:
                 _set_path(entity["fields"], path, value)
                 changed = True
         if key > entity["life"]:
-            changed = changed or not entity["alive"]
             entity["life"], entity["alive"] = key, True
+            changed = True
     elif event.op in (DELETE, RESTORE, MERGE):
         if key > entity["life"]:
             entity["life"], entity["alive"] = key, event.op == RESTORE

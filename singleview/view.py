@@ -109,7 +109,7 @@ def _dates(record: Mapping, *names: str) -> dict:
 
 def render(email: str, contributions: Iterable[Contribution], history_cap: int = DEFAULT_HISTORY_CAP) -> dict | None:
     """The `customer_sv` document for one email, or None when nothing is live."""
-    contributions = list(contributions)
+    contributions = sorted(contributions, key=lambda c: c.key)
     live = defaultdict(list)
     for c in contributions:
         if c.live:
@@ -119,7 +119,7 @@ def render(email: str, contributions: Iterable[Contribution], history_cap: int =
     doc: dict[str, Any] = {"_id": email, "email": email}
     names = []
 
-    contacts = sorted(live["crm"], key=lambda d: (d.get("last_modified_date") or d.get("changed_at") or "", d["crm_id"]))
+    contacts = sorted(live.get("crm", []), key=lambda d: (d.get("last_modified_date") or d.get("changed_at") or "", d["crm_id"]))
     if contacts:
         top = contacts[-1]
         doc["crm_info"] = {
@@ -131,7 +131,7 @@ def render(email: str, contributions: Iterable[Contribution], history_cap: int =
         }
         names.append((top.get("first_name"), top.get("last_name")))
 
-    orders = sorted(live["orders"], key=lambda o: (o.get("created_at") or "", o["order_id"].zfill(20)), reverse=True)
+    orders = sorted(live.get("orders", []), key=lambda o: (o.get("created_at") or "", o["order_id"].zfill(20)), reverse=True)
     history, totals, order_times = [], defaultdict(Decimal), []
     for order in orders:
         history.append({
@@ -152,7 +152,7 @@ def render(email: str, contributions: Iterable[Contribution], history_cap: int =
     if history:
         doc["order_history"] = history
 
-    marketing = sorted(live["marketing"], key=lambda m: (m.get("changed_at") or "", m["hubspot_id"]))
+    marketing = sorted(live.get("marketing", []), key=lambda m: (m.get("changed_at") or "", m["hubspot_id"]))
     last_viewed = None
     if marketing:
         top = marketing[-1]

@@ -1,0 +1,35 @@
+# The README's two commands: `make demo` and `make test`.
+PY := .venv/bin/python
+export PYTHON := $(CURDIR)/$(PY)
+DEMO_DIR := .data/demo
+DEMO_DB ?= singleview_demo
+DEMO_CUSTOMERS ?= 200
+
+.PHONY: install mongo stop demo test bench clean
+
+install: .venv/.installed
+
+.venv/.installed: setup.py requirements.txt requirements-test.txt
+	python3 -m venv .venv
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-test.txt -e '.[test]'
+	touch $@
+
+mongo: install
+	scripts/mongo.sh start
+
+stop:
+	scripts/mongo.sh stop
+
+demo: mongo
+	scripts/demo.sh
+
+test: install
+	scripts/mongo.sh start
+	$(PY) -m pytest -q tests; status=$$?; scripts/mongo.sh stop; exit $$status
+
+bench: mongo
+	$(PY) bench/batch_throughput.py --events 100000
+
+clean: stop
+	rm -rf .data .venv
