@@ -1,0 +1,5 @@
+"""The serving layer: FastAPI over customer_sv (DESIGN.md section 5)."""
+from .app import create_app
+from .config import ConfigError, Settings
+
+__all__ = ["create_app", "ConfigError", "Settings"]

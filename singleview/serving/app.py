@@ -1,0 +1,65 @@
+"""The FastAPI application factory."""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from pymongo.errors import PyMongoError
+
+from . import errors
+from .config import Settings
+from .db import ensure_indexes, make_client
+from .metrics import Metrics, MetricsMiddleware
+from .metrics import router as metrics_router
+from .routers import customers, health
+
+log = logging.getLogger("singleview.serving")
+
+DEV_WARNING = """
+**********************************************************************
+*  DEVELOPMENT MODE WITHOUT API KEYS: /customers-sv is OPEN to anyone *
+*  who can reach this port. Never run this way in production; set     *
+*  SINGLEVIEW_API_KEYS instead.                                       *
+**********************************************************************"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app. Raises ConfigError without API keys unless settings.dev."""
+    settings = settings or Settings.from_env()
+    settings.check()
+    if not settings.api_keys:
+        log.warning(DEV_WARNING)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        client = make_client(settings)
+        app.state.client = client
+        app.state.collection = client[settings.database][settings.collection]
+        app.state.indexes_ready = False
+        try:
+            ensure_indexes(app.state.collection, settings)
+            app.state.indexes_ready = True
+        except PyMongoError as exc:
+            # Start anyway: /readyz reports the outage and creates the indexes once it is over.
+            log.warning("could not create indexes at start-up (%s); will retry on /readyz",
+                        type(exc).__name__)
+        try:
+            yield
+        finally:
+            client.close()
+
+    app = FastAPI(
+        title="singleview",
+        summary="Customer single view: CRM, orders and marketing merged per customer email.",
+        version="1.0.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    errors.install(app)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.include_router(health.router)
+    app.include_router(metrics_router)
+    app.include_router(customers.router)
+    return app

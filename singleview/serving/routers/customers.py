@@ -1,0 +1,147 @@
+"""/customers-sv: one customer, lists with segment filters, count, export."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Iterator
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+from pymongo.collection import Collection
+
+from ..auth import require_api_key
+from ..db import get_collection
+from ..errors import ERROR_RESPONSES, ApiError, bad_parameter
+from ..models import CountBody, CustomerPage, CustomerSV
+from ..queries import (
+    HIDDEN, Segment, combine, normalise_email, parse_projection, parse_q, parse_sort,
+    public_document, segment_filter,
+)
+
+router = APIRouter(
+    prefix="/customers-sv",
+    tags=["customers"],
+    dependencies=[Depends(require_api_key)],
+    responses=ERROR_RESPONSES,
+)
+
+
+def segment_params(
+    viewed_category: Annotated[str | None, Query(max_length=200, description="viewed this category")] = None,
+    no_purchase_days: Annotated[int | None, Query(ge=0, le=36500, description="no order in the last N days, including never")] = None,
+    min_orders: Annotated[int | None, Query(ge=0, description="at least this many orders")] = None,
+    opted_in: Annotated[bool | None, Query(description="true: email_opt_out is false; false: email_opt_out is true")] = None,
+    updated_since: Annotated[datetime | None, Query(description="ISO 8601; naive means UTC")] = None,
+    min_lifetime_value: Annotated[str | None, Query(max_length=40, description="decimal, with currency")] = None,
+    currency: Annotated[str | None, Query(max_length=3, description="ISO 4217 code for min_lifetime_value")] = None,
+) -> Segment:
+    return Segment(viewed_category, no_purchase_days, min_orders, opted_in, updated_since,
+                   min_lifetime_value, currency)
+
+
+def crud_filter(
+    request: Request,
+    segment: Annotated[Segment, Depends(segment_params)],
+    q: Annotated[str | None, Query(alias="_q", description="MongoDB filter as JSON (operator whitelist)")] = None,
+) -> dict:
+    """Segment filters AND the Mia-Platform style `_q` filter."""
+    clauses = segment_filter(segment)
+    if q is not None and q.strip():
+        clauses.append(parse_q(q, request.app.state.settings.regex_max_length))
+    return combine(clauses)
+
+
+class Page:
+    """limit/skip (or Mia's _l/_sk, which win), projection and sort."""
+
+    def __init__(
+        self,
+        request: Request,
+        limit: Annotated[int | None, Query(ge=1, description="default 50, capped at 200")] = None,
+        skip: Annotated[int | None, Query(ge=0)] = None,
+        l: Annotated[int | None, Query(alias="_l", ge=1, description="limit, capped at 200")] = None,
+        sk: Annotated[int | None, Query(alias="_sk", ge=0, description="skip")] = None,
+        p: Annotated[str | None, Query(alias="_p", max_length=2000, description="fields, comma-separated")] = None,
+        s: Annotated[str | None, Query(alias="_s", max_length=500, description="sort, e.g. -updated_at,email")] = None,
+    ):
+        settings = request.app.state.settings
+        wanted = l if l is not None else limit
+        self.requested_limit = wanted
+        self.limit = min(wanted if wanted is not None else settings.default_limit, settings.max_limit)
+        self.skip = sk if sk is not None else (skip or 0)
+        if self.skip > 10_000_000:
+            raise bad_parameter("_sk" if sk is not None else "skip", "too large")
+        self.projection = parse_projection(p)
+        self.sort = parse_sort(s)
+
+
+def to_model(doc: dict) -> CustomerSV:
+    try:
+        return CustomerSV.model_validate(public_document(doc))
+    except ValidationError:
+        # A document that does not fit the model is still shown, untyped, rather than a 500.
+        return CustomerSV.model_construct(**public_document(doc))
+
+
+@router.get("", response_model=CustomerPage, response_model_exclude_unset=True,
+            summary="List customers (segment filters and Mia-Platform CRUD parameters)")
+def list_customers(
+    collection: Annotated[Collection, Depends(get_collection)],
+    filt: Annotated[dict, Depends(crud_filter)],
+    page: Annotated[Page, Depends()],
+) -> CustomerPage:
+    cursor = collection.find(filt, page.projection).sort(page.sort).skip(page.skip).limit(page.limit)
+    items = [to_model(d) for d in cursor]
+    return CustomerPage(items=items, count=len(items), limit=page.limit, skip=page.skip)
+
+
+@router.get("/count", response_model=CountBody, summary="Count customers matching the filters")
+def count_customers(
+    collection: Annotated[Collection, Depends(get_collection)],
+    filt: Annotated[dict, Depends(crud_filter)],
+) -> CountBody:
+    return CountBody(count=collection.count_documents(filt))
+
+
+@router.get("/export", summary="Stream matching customers as NDJSON",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"application/x-ndjson": {}},
+                             "description": "one customer document per line"}})
+def export_customers(
+    request: Request,
+    collection: Annotated[Collection, Depends(get_collection)],
+    filt: Annotated[dict, Depends(crud_filter)],
+    page: Annotated[Page, Depends()],
+) -> StreamingResponse:
+    # Unlike the list, an export has no limit unless one is asked for.
+    limit = page.requested_limit or 0
+    cursor = collection.find(filt, page.projection, batch_size=500).sort(page.sort).skip(page.skip).limit(limit)
+    # Open the cursor now so a MongoDB outage is a 503, not a broken stream.
+    first = next(cursor, None)
+
+    def lines() -> Iterator[bytes]:
+        try:
+            doc = first
+            while doc is not None:
+                yield to_model(doc).model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+                doc = next(cursor, None)
+        finally:
+            cursor.close()
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+@router.get("/{email}", response_model=CustomerSV, response_model_exclude_unset=True,
+            summary="One customer by email (case-insensitive)")
+def get_customer(
+    email: str,
+    collection: Annotated[Collection, Depends(get_collection)],
+) -> CustomerSV:
+    key = normalise_email(email)
+    if not key or len(key) > 320:
+        raise bad_parameter("email", "must be a non-empty email address")
+    doc = collection.find_one({"_id": key}, {HIDDEN: 0})
+    if doc is None:
+        raise ApiError(404, "not_found", f"no customer with email {key}")
+    return to_model(doc)
