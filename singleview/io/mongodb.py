@@ -35,6 +35,9 @@ RETIRED_VIEWS = "customer_sv_tombstones"
 DEAD_LETTERS = "sv_errors"
 PARENT_CHILD = {parent: child for child, (parent, _) in CHILD_OF.items()}
 READ_CHUNK = 1000
+# FerretDB 1.24 (embedded, SQLite) hangs on a write command of more than 100
+# updates; MongoDB is indifferent to the split.
+WRITE_CHUNK = 100
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,11 @@ def find_by_ids(collection, ids: Iterable[str]) -> dict[str, dict]:
         for doc in collection.find({"_id": {"$in": ids[start:start + READ_CHUNK]}}):
             found[doc["_id"]] = doc
     return found
+
+
+def bulk_write(collection, operations: list) -> None:
+    for start in range(0, len(operations), WRITE_CHUNK):
+        collection.bulk_write(operations[start:start + WRITE_CHUNK], ordered=False)
 
 
 def retired_id(email: str) -> str:
@@ -130,7 +138,7 @@ class ApplyToProjectionFn(_MongoDoFn):
                 writes.append(ReplaceOne({"_id": doc_id}, doc, upsert=True))
                 changed[doc_id] = doc
         if writes:
-            collection.bulk_write(writes, ordered=False)
+            bulk_write(collection, writes)
         if erased:
             self.db[PROJECTIONS[PARENT_CHILD[self.source]]].delete_many({"_id": {"$in": erased}})
         if changed:
@@ -166,8 +174,8 @@ class ApplyToProjectionFn(_MongoDoFn):
             if len(kept) != len(views):
                 rewrites[doc_id] = dict(child, views=kept, _rev=child["_rev"] + 1)
         if rewrites:
-            self.db[PROJECTIONS[self.source]].bulk_write(
-                [ReplaceOne({"_id": i}, d) for i, d in rewrites.items()], ordered=False)
+            bulk_write(self.db[PROJECTIONS[self.source]],
+                       [ReplaceOne({"_id": i}, d) for i, d in rewrites.items()])
             self.superseded.inc(sum(len(changed[i]["views"]) - len(d["views"]) for i, d in rewrites.items()))
             self.applied.inc(-sum(len(changed[i]["views"]) - len(d["views"]) for i, d in rewrites.items()))
         return {**changed, **rewrites}
@@ -212,9 +220,9 @@ class WriteSingleViewsFn(_MongoDoFn):
             self.written.inc()
             yield email
         if view_writes:
-            views.bulk_write(view_writes, ordered=False)
+            bulk_write(views, view_writes)
         if retired_writes:
-            retired.bulk_write(retired_writes, ordered=False)
+            bulk_write(retired, retired_writes)
 
 
 class WriteDeadLettersFn(_MongoDoFn):
