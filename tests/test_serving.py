@@ -237,6 +237,8 @@ def test_q_filters_combine_with_segments(client):
     assert ids(q(client, {"email": {"$regex": "^(bob|eve)@"}}, "&min_orders=1")) == \
         ["bob@example.com", "eve@example.com"]
     assert ids(q(client, {"order_history": {"$size": 3}})) == ["dora@example.com"]
+    since = {"$date": (NOW - timedelta(days=7)).isoformat().replace("+00:00", "Z")}
+    assert ids(q(client, {"updated_at": {"$lt": since}})) == ["ann@example.com", "bob@example.com"]
     assert q(client, {"email": {"$ne": "x"}}, path="/customers-sv/count").json() == {"count": 6}
 
 
@@ -260,6 +262,7 @@ def test_q_projection_sort_limit_skip(client):
     ({"email": {"$not": {"$eq": 1}}}, "$not"),
     ({"$or": "nope"}, "$or"),
     ([1, 2], "JSON object"),
+    ({"updated_at": {"$gt": {"$date": "last week"}}}, "$date"),
 ])
 def test_q_rejects_what_is_not_whitelisted(client, filt, needle):
     r = q(client, filt)
@@ -325,11 +328,12 @@ def test_auth_required(client, path):
     assert client.get(path, headers={"Authorization": "Bearer other-key"}).status_code == 200
 
 
-def test_no_keys_refuses_to_start_unless_dev(mongo_uri, database_name, caplog):
+def test_no_keys_refuses_to_start_unless_dev(mongo_uri, database_name, caplog, monkeypatch):
     with pytest.raises(ConfigError):
         create_app(Settings(mongo_uri=mongo_uri, database=database_name))
-    assert serving_main(["--database", database_name]) == 2 if not __import__("os").environ.get(
-        "SINGLEVIEW_API_KEYS") else True
+    monkeypatch.delenv("SINGLEVIEW_API_KEYS", raising=False)
+    monkeypatch.delenv("SINGLEVIEW_DEV", raising=False)
+    assert serving_main(["--database", database_name]) == 2  # refuses before binding a port
     app = create_app(Settings(mongo_uri=mongo_uri, database=database_name, dev=True))
     assert "DEVELOPMENT MODE" in caplog.text
     with TestClient(app) as c:
@@ -408,3 +412,27 @@ def test_openapi_has_response_models(client):
     get_one = spec["paths"]["/customers-sv/{email}"]["get"]
     assert get_one["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("CustomerSV")
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
+
+
+def test_lifetime_value_clause_matches_decimal_order_property():
+    import re as _re
+    from decimal import Decimal
+
+    from hypothesis import given, settings as hsettings, strategies as st
+
+    money = st.decimals(min_value=0, max_value=10**7, places=4, allow_nan=False, allow_infinity=False)
+
+    def plain(d: Decimal, places: int) -> str:
+        return format(d.quantize(Decimal(1).scaleb(-places)), "f") if places else format(d.to_integral(), "f")
+
+    @hsettings(max_examples=300, deadline=None)
+    @given(money, money, st.sampled_from([0, 1, 2, 4]), st.sampled_from([0, 1, 2, 4]))
+    def check(value, threshold, vp, tp):
+        v, t = plain(value, vp), plain(threshold, tp)
+        clause = lifetime_value_clause(t, "USD")["$or"]
+        longer = clause[0]["stats.lifetime_value.USD"]["$regex"]
+        same = clause[1]["stats.lifetime_value.USD"]
+        selected = bool(_re.search(longer, v)) or (bool(_re.search(same["$regex"], v)) and v >= same["$gte"])
+        assert selected == (Decimal(v) >= Decimal(t)), (v, t)
+
+    check()

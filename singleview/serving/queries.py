@@ -209,6 +209,25 @@ def _check_filter(filt: Any, depth: int, max_regex: int, nested: bool = False) -
             _check_value(value, depth + 1, max_regex)
 
 
+def _dates(value: Any) -> Any:
+    """Extended-JSON dates, `{"$date": "2026-01-01T00:00:00Z"}`, become BSON dates
+    so `_q` can compare against updated_at, stats.last_order_at, ..."""
+    if isinstance(value, dict):
+        if list(value) == ["$date"]:
+            raw = value["$date"]
+            try:
+                if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+                    return datetime.fromtimestamp(raw / 1000, timezone.utc)
+                parsed = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+            except (ValueError, OverflowError, OSError):
+                raise bad_parameter("_q", f"invalid $date {raw!r}")
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return {k: _dates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dates(v) for v in value]
+    return value
+
+
 def parse_q(raw: str, max_regex: int = 256) -> dict:
     if len(raw) > MAX_Q_LENGTH:
         raise bad_parameter("_q", f"longer than {MAX_Q_LENGTH} characters")
@@ -216,6 +235,7 @@ def parse_q(raw: str, max_regex: int = 256) -> dict:
         filt = json.loads(raw)
     except ValueError as exc:
         raise bad_parameter("_q", f"not valid JSON ({exc.msg})")
+    filt = _dates(filt)
     _check_filter(filt, 0, max_regex)
     return filt
 
