@@ -181,7 +181,7 @@ def render(email: str, contributions: Iterable[Contribution], history_cap: int =
     doc["name"] = next((" ".join(p for p in pair if p) for pair in names if any(pair)), None)
     doc["stats"] = {
         "order_count": len(history),
-        "lifetime_value": {cur: str(total) for cur, total in sorted(totals.items())},
+        "lifetime_value": {cur: format(total, "f") for cur, total in sorted(totals.items())},
         "lifetime_value_num": {cur: float(total) for cur, total in sorted(totals.items())},
         "first_order_at": min(order_times) if order_times else None,
         "last_order_at": max(order_times) if order_times else None,
