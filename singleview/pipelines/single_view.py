@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import StandardOptions
 
 from singleview.formats import DecoderConfig
 from singleview.io.mongodb import MongoTarget, WriteDeadLettersFn, ensure_indexes
@@ -16,6 +17,7 @@ from singleview.pipelines.options import SingleViewOptions, parse_inputs
 from singleview.transforms.decode import DEAD_LETTERS, DecodeMessages
 from singleview.transforms.merge import STREAMS, MergeSingleViews
 from singleview.transforms.project import BATCH, ProjectChanges
+from singleview.transforms.window import WindowChanges
 
 
 def stream_of(source: str) -> str:
@@ -26,11 +28,13 @@ def stream_of(source: str) -> str:
 class SingleViewPipeline(beam.PTransform):
     """Messages per source -> single views and dead letters in MongoDB."""
 
-    def __init__(self, target: MongoTarget, config: DecoderConfig, history_cap: int = 100):
+    def __init__(self, target: MongoTarget, config: DecoderConfig, history_cap: int = 100,
+                 window_seconds: float | None = None):
         super().__init__()
         self.target = target
         self.config = config
         self.history_cap = history_cap
+        self.window_seconds = window_seconds
 
     def expand(self, messages: dict):
         contributions = {name: [] for name in STREAMS}
@@ -38,8 +42,11 @@ class SingleViewPipeline(beam.PTransform):
         for source, pcoll in messages.items():
             decoded = pcoll | f"Decode {source}" >> DecodeMessages(self.config)
             dead.append(decoded[DEAD_LETTERS])
+            events = decoded.events
+            if self.window_seconds:
+                events = events | f"Window {source}" >> WindowChanges(self.window_seconds)
             contributions[stream_of(source)].append(
-                decoded.events | f"Project {source}" >> ProjectChanges(source, self.target, self.history_cap))
+                events | f"Project {source}" >> ProjectChanges(source, self.target, self.history_cap))
         streams = {name: parts | f"Flatten {name}" >> beam.Flatten()
                    for name, parts in contributions.items() if parts}
         written = streams | "Merge" >> MergeSingleViews(self.target, self.history_cap)
@@ -90,9 +97,25 @@ def build(pipeline: beam.Pipeline, options: SingleViewOptions):
         raise ValueError("give at least one --input SOURCE=GLOB")
     target = MongoTarget.from_env(options.mongo_uri, options.database)
     config = DecoderConfig(decimal_scale=options.decimal_scale, category_pattern=options.category_pattern)
-    messages = {source: pipeline | f"Read {source}" >> ReadMessages(source, pattern)
+    streaming = options.view_as(StandardOptions).streaming
+    messages = {source: pipeline | f"Read {source}" >> read(source, pattern, streaming)
                 for source, pattern in inputs.items()}
-    return messages | "SingleView" >> SingleViewPipeline(target, config, options.history_cap), target
+    view = SingleViewPipeline(target, config, options.history_cap,
+                              options.window_seconds if streaming else None)
+    return messages | "SingleView" >> view, target
+
+
+def read(source: str, location: str, streaming: bool) -> beam.PTransform:
+    """Files by glob in batch; `pubsub://projects/P/subscriptions/S` (or topics/T) when streaming."""
+    if location.startswith("pubsub://"):
+        if not streaming:
+            raise ValueError(f"{source}: a Pub/Sub input needs --streaming")
+        from singleview.io.pubsub import ReadPubSubMessages, parse_pubsub_url
+        _, path = parse_pubsub_url(location)
+        return ReadPubSubMessages(source, path)
+    if streaming:
+        raise ValueError(f"{source}: --streaming reads pubsub:// inputs, got {location!r}")
+    return ReadMessages(source, location)
 
 
 def run(argv=None) -> Summary:
