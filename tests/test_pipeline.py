@@ -16,7 +16,8 @@ from singleview.samples import generate
 from singleview.transforms.decode import DecodeMessages
 
 SOURCES = ("crm", "orders", "order_items", "marketing", "pageviews")
-GARBAGE = {"crm": b'{"payload": {"ChangeEventHeader": {"changeType": "GAP_UPDATE"}}}',
+GARBAGE = {"crm": b'{"payload": {"ChangeEventHeader": {"entityName": "Contact", "recordIds": ["003X"], '
+                   b'"changeType": "GAP_UPDATE", "commitTimestamp": 1, "commitNumber": 1, "sequenceNumber": 1}}}',
            "orders": b"not json at all", "pageviews": b'{"eventType": "e_visited_page"}'}
 
 
