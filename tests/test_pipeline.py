@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import apache_beam as beam
 import pytest
@@ -15,6 +18,7 @@ from singleview.pipelines.single_view import run
 from singleview.samples import generate
 from singleview.transforms.decode import DecodeMessages
 
+ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("crm", "orders", "order_items", "marketing", "pageviews")
 GARBAGE = {"crm": b'{"payload": {"ChangeEventHeader": {"entityName": "Contact", "recordIds": ["003X"], '
                    b'"changeType": "GAP_UPDATE", "commitTimestamp": 1, "commitNumber": 1, "sequenceNumber": 1}}}',
@@ -106,3 +110,21 @@ def test_same_views_shuffled_and_split_over_runs(tmp_path, messages, mongo_uri, 
 def test_bad_input_argument_is_a_clear_error(mongo_uri, database_name):
     with pytest.raises(ValueError, match="unknown source"):
         run_into(mongo_uri, database_name, ["--input", "erp=/nowhere/*.jsonl"])
+
+
+def test_two_concurrent_pipelines_converge_to_one(tmp_path, messages, mongo_uri, mongo_client, database_name):
+    """Compare-and-swap on `_rev`: overlapping writers end where one writer does."""
+    run_into(mongo_uri, database_name, write_inputs(tmp_path, messages, "single"))
+    expected = views(mongo_client[database_name])
+
+    other = f"{database_name}_c"
+    halves = [{s: lines[i::2] for s, lines in messages.items()} for i in (0, 1)]
+    commands = [[sys.executable, str(ROOT / "run_pipeline.py"), "--mongo_uri", mongo_uri, "--database", other,
+                 *write_inputs(tmp_path, half, f"half{i}")] for i, half in enumerate(halves)]
+    try:
+        workers = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for c in commands]
+        outputs = [w.communicate(timeout=300)[0].decode() for w in workers]
+        assert [w.returncode for w in workers] == [0, 0], outputs
+        assert views(mongo_client[other]) == expected
+    finally:
+        mongo_client.drop_database(other)

@@ -16,7 +16,8 @@ from typing import Iterable, Mapping
 import apache_beam as beam
 import pymongo
 from apache_beam.metrics import Metrics
-from pymongo import DeleteOne, ReplaceOne
+from pymongo import DeleteOne, InsertOne, ReplaceOne
+from pymongo.errors import BulkWriteError
 
 from singleview.merge import (APPLIED, CHILD_OF, Contribution, apply_event, entity_email,
                               merge_contributions, new_entity, order_key)
@@ -38,6 +39,8 @@ READ_CHUNK = 1000
 # FerretDB 1.24 (embedded, SQLite) hangs on a write command of more than 100
 # updates; MongoDB is indifferent to the split.
 WRITE_CHUNK = 100
+MAX_ATTEMPTS = 5
+DUPLICATE_KEY = 11000
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,42 @@ def find_by_ids(collection, ids: Iterable[str]) -> dict[str, dict]:
 def bulk_write(collection, operations: list) -> None:
     for start in range(0, len(operations), WRITE_CHUNK):
         collection.bulk_write(operations[start:start + WRITE_CHUNK], ordered=False)
+
+
+class ConflictError(RuntimeError):
+    """Compare-and-swap kept losing; the runner retries the bundle."""
+
+
+def compare_and_swap(collection, writes: Iterable[tuple[dict | None, dict]]) -> set[str]:
+    """Write each (before, after) pair only if the stored document is still `before`.
+
+    New documents are inserted (a concurrent insert makes it a duplicate
+    key), existing ones replaced on their `_rev`. Returns the ids that lost
+    and must be folded again from a fresh read.
+    """
+    writes = list(writes)
+    suspects: set[str] = set()
+    for start in range(0, len(writes), WRITE_CHUNK):
+        chunk = writes[start:start + WRITE_CHUNK]
+        operations = [InsertOne(after) if before is None
+                      else ReplaceOne({"_id": after["_id"], "_rev": before["_rev"]}, after)
+                      for before, after in chunk]
+        replaces = [after["_id"] for before, after in chunk if before is not None]
+        try:
+            result = collection.bulk_write(operations, ordered=False).bulk_api_result
+        except BulkWriteError as error:
+            result = error.details
+            for failure in result.get("writeErrors", []):
+                if failure.get("code") != DUPLICATE_KEY:
+                    raise
+                suspects.add(chunk[failure["index"]][1]["_id"])
+        if result.get("nMatched", 0) < len(replaces):
+            suspects.update(replaces)
+    if not suspects:
+        return set()
+    ours = {after["_id"]: after for _, after in writes}
+    stored = find_by_ids(collection, suspects)
+    return {doc_id for doc_id in suspects if stored.get(doc_id) != ours[doc_id]}
 
 
 def retired_id(email: str) -> str:
@@ -111,38 +150,57 @@ class ApplyToProjectionFn(_MongoDoFn):
         self.history_cap = history_cap
         self.applied = Metrics.counter("singleview", f"{source}_applied")
         self.superseded = Metrics.counter("singleview", f"{source}_superseded")
+        self.retries = Metrics.counter("singleview", "cas_retries")
 
     def process(self, batch: list[tuple[str, Iterable[ChangeEvent]]]):
         collection = self.db[PROJECTIONS[self.source]]
-        stored = find_by_ids(collection, (doc_id for doc_id, _ in batch))
-        writes, changed, old_emails, erased = [], {}, {}, []
-        for doc_id, events in batch:
-            before = stored.get(doc_id)
-            doc = copy.deepcopy(before) if before else {"_id": doc_id, "_rev": 0}
-            if self.source in CHILD_OF:
-                children = doc.setdefault(CHILD_OF[self.source][1], {})
-                outcomes = [apply_event(children.setdefault(e.entity_id, new_entity()), e)
-                            for e in sorted(events, key=order_key)]
-            else:
-                entity = doc.setdefault("state", new_entity())
-                outcomes = [apply_event(entity, e) for e in sorted(events, key=order_key)]
-                old_emails[doc_id] = entity_email(self.source, (before or {}).get("state"))
-                if any(e.op == ERASE for e in events) and entity["erased"]:
-                    erased.append(doc_id)
-            applied = outcomes.count(APPLIED)
-            self.applied.inc(applied)
-            self.superseded.inc(len(outcomes) - applied)
-            if applied:
-                doc["_rev"] += 1
-                doc["email"] = entity_email(self.source, doc.get("state"))
-                writes.append(ReplaceOne({"_id": doc_id}, doc, upsert=True))
-                changed[doc_id] = doc
-        if writes:
-            bulk_write(collection, writes)
+        pending = {doc_id: list(events) for doc_id, events in batch}
+        changed, old_emails, erased = {}, {}, []
+        for _ in range(MAX_ATTEMPTS):
+            stored = find_by_ids(collection, pending)
+            planned, counts = {}, {}
+            for doc_id, events in pending.items():
+                before = stored.get(doc_id)
+                doc, outcomes = self._fold(doc_id, before, events)
+                counts[doc_id] = outcomes
+                if APPLIED in outcomes:
+                    planned[doc_id] = (before, doc)
+            losers = compare_and_swap(collection, planned.values())
+            self.retries.inc(len(losers))
+            for doc_id, outcomes in counts.items():
+                if doc_id in losers:
+                    continue
+                self.applied.inc(outcomes.count(APPLIED))
+                self.superseded.inc(len(outcomes) - outcomes.count(APPLIED))
+                if doc_id in planned:
+                    before, doc = planned[doc_id]
+                    changed[doc_id] = doc
+                    if self.source not in CHILD_OF:
+                        old_emails[doc_id] = entity_email(self.source, (before or {}).get("state"))
+                        if any(e.op == ERASE for e in pending[doc_id]):
+                            erased.append(doc_id)
+            pending = {doc_id: pending[doc_id] for doc_id in losers}
+            if not pending:
+                break
+        else:
+            raise ConflictError(f"{self.source}: {len(pending)} documents lost {MAX_ATTEMPTS} compare-and-swaps")
         if erased:
             self.db[PROJECTIONS[PARENT_CHILD[self.source]]].delete_many({"_id": {"$in": erased}})
         if changed:
             yield from self._contributions(changed, old_emails, erased)
+
+    def _fold(self, doc_id: str, before: dict | None, events: list[ChangeEvent]) -> tuple[dict, list[str]]:
+        doc = copy.deepcopy(before) if before else {"_id": doc_id, "_rev": 0}
+        ordered = sorted(events, key=order_key)
+        if self.source in CHILD_OF:
+            children = doc.setdefault(CHILD_OF[self.source][1], {})
+            outcomes = [apply_event(children.setdefault(e.entity_id, new_entity()), e) for e in ordered]
+        else:
+            entity = doc.setdefault("state", new_entity())
+            outcomes = [apply_event(entity, e) for e in ordered]
+            doc["email"] = entity_email(self.source, entity)
+        doc["_rev"] += 1
+        return doc, outcomes
 
     def _contributions(self, changed: dict, old_emails: dict, erased: list):
         if self.source in CHILD_OF:
@@ -189,14 +247,27 @@ class WriteSingleViewsFn(_MongoDoFn):
         self.history_cap = history_cap
         self.written = Metrics.counter("singleview", "views_written")
         self.removed = Metrics.counter("singleview", "views_removed")
+        self.retries = Metrics.counter("singleview", "cas_retries")
+        self._written: set[str] = set()
 
     def process(self, batch: list[tuple[str, Iterable[Contribution]]]):
+        pending = {email: list(incoming) for email, incoming in batch}
+        for _ in range(MAX_ATTEMPTS):
+            losers = self._write(pending)
+            self.retries.inc(len(losers))
+            yield from (email for email in pending if email not in losers and email in self._written)
+            pending = {email: pending[email] for email in losers}
+            if not pending:
+                return
+        raise ConflictError(f"customer_sv: {len(pending)} views lost {MAX_ATTEMPTS} compare-and-swaps")
+
+    def _write(self, pending: dict[str, list[Contribution]]) -> set[str]:
         views, retired = self.db[SINGLE_VIEWS], self.db[RETIRED_VIEWS]
-        emails = [email for email, _ in batch]
-        stored = find_by_ids(views, emails)
-        tombstones = find_by_ids(retired, [retired_id(e) for e in emails])
-        view_writes, retired_writes = [], []
-        for email, incoming in batch:
+        stored = find_by_ids(views, pending)
+        tombstones = find_by_ids(retired, [retired_id(e) for e in pending])
+        upserts, deletes, retired_writes = [], {}, []
+        self._written = set()
+        for email, incoming in pending.items():
             before = stored.get(email)
             tomb = tombstones.get(retired_id(email))
             known = [Contribution.from_doc(email, c)
@@ -205,24 +276,27 @@ class WriteSingleViewsFn(_MongoDoFn):
             merged = merge_contributions(known, incoming)
             doc = render(email, merged, self.history_cap)
             if doc is None:
-                if before is not None:
-                    view_writes.append(DeleteOne({"_id": email}))
-                    self.removed.inc()
                 retractions = [dataclasses.replace(c, data=None).to_doc() for c in merged]
                 if tomb is None or tomb.get("contributions") != retractions:
                     retired_writes.append(ReplaceOne({"_id": retired_id(email)},
                                                      {"contributions": retractions}, upsert=True))
+                if before is not None:
+                    deletes[email] = before["_rev"]
                 continue
             if before is not None and {k: v for k, v in before.items() if k != "_rev"} == doc:
                 continue
             doc["_rev"] = (before or {}).get("_rev", 0) + 1
-            view_writes.append(ReplaceOne({"_id": email}, doc, upsert=True))
-            self.written.inc()
-            yield email
-        if view_writes:
-            bulk_write(views, view_writes)
+            upserts.append((before, doc))
         if retired_writes:
             bulk_write(retired, retired_writes)
+        losers = compare_and_swap(views, upserts)
+        if deletes:
+            bulk_write(views, [DeleteOne({"_id": e, "_rev": rev}) for e, rev in deletes.items()])
+            losers |= set(find_by_ids(views, deletes))
+        self.written.inc(len([d for _, d in upserts if d["_id"] not in losers]))
+        self.removed.inc(len([e for e in deletes if e not in losers]))
+        self._written = {d["_id"] for _, d in upserts} - losers
+        return losers
 
 
 class WriteDeadLettersFn(_MongoDoFn):
