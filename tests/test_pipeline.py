@@ -128,3 +128,18 @@ def test_two_concurrent_pipelines_converge_to_one(tmp_path, messages, mongo_uri,
         assert views(mongo_client[other]) == expected
     finally:
         mongo_client.drop_database(other)
+
+
+def test_pubsub_archive_avro_gives_the_same_views_as_jsonl(tmp_path, mongo_uri, mongo_client, database_name):
+    from singleview.samples.__main__ import write
+    generated = generate(customers=15, seed=4)
+    results = []
+    for fmt in ("jsonl", "avro"):
+        write(tmp_path / fmt, generated, fmt)
+        name = f"{database_name}_{fmt}"
+        try:
+            run_into(mongo_uri, name, [f"--input={s}={tmp_path / fmt / f'{s}.{fmt}'}" for s in SOURCES])
+            results.append(views(mongo_client[name]))
+        finally:
+            mongo_client.drop_database(name)
+    assert results[0] and results[0] == results[1]
