@@ -1,0 +1,54 @@
+"""Decoders: one raw message in, its change events out, or a DecodeError saying why not.
+
+Pure functions (no Beam, no pymongo), one module per wire format
+(docs/wire-formats.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from singleview.formats._common import snake_case
+from singleview.formats.basic import decode_basic
+from singleview.formats.debezium import decode_debezium
+from singleview.formats.hubspot import decode_hubspot_page_view, decode_hubspot_webhook
+from singleview.formats.salesforce import decode_salesforce_cdc
+from singleview.model import ChangeEvent, DecodeError, RawMessage
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    decimal_scale: int = 4
+    category_pattern: str = r"/(?:category|c)/([^/?#]+)"
+
+
+Decoder = Callable[[RawMessage, DecoderConfig], "list[ChangeEvent]"]
+
+DECODERS: dict[str, Decoder] = {
+    "crm": decode_salesforce_cdc,
+    "orders": decode_debezium,
+    "order_items": decode_debezium,
+    "marketing": decode_hubspot_webhook,
+    "pageviews": decode_hubspot_page_view,
+}
+
+FORMATS: dict[str, Decoder] = {
+    "salesforce": decode_salesforce_cdc,
+    "debezium": decode_debezium,
+    "hubspot": decode_hubspot_webhook,
+    "hubspot_events": decode_hubspot_page_view,
+    "basic": decode_basic,
+}
+
+
+def decode(message: RawMessage, config: DecoderConfig, fmt: str | None = None) -> list[ChangeEvent]:
+    """Decode with the named format, or the source's default one."""
+    decoder = FORMATS.get(fmt) if fmt is not None else DECODERS.get(message.source)
+    if decoder is None:
+        raise DecodeError(f"unknown format {fmt!r}" if fmt is not None
+                          else f"no decoder for source {message.source!r}")
+    return decoder(message, config)
+
+
+__all__ = ["DECODERS", "FORMATS", "DecoderConfig", "decode", "decode_basic", "decode_debezium",
+           "decode_hubspot_page_view", "decode_hubspot_webhook", "decode_salesforce_cdc", "snake_case"]
