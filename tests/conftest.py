@@ -21,7 +21,7 @@ def mongo_uri() -> str:
         return uri
     env = dict(os.environ, PYTHON=sys.executable)
     subprocess.run([str(ROOT / "scripts" / "mongo.sh"), "start"], check=True, env=env)
-    return "mongodb://127.0.0.1:27017"
+    return f"mongodb://{os.environ.get('SINGLEVIEW_MONGO_ADDR', '127.0.0.1:27017')}"
 
 
 @pytest.fixture(scope="session")
