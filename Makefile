@@ -5,7 +5,7 @@ DEMO_DIR := .data/demo
 DEMO_DB ?= singleview_demo
 DEMO_CUSTOMERS ?= 200
 
-.PHONY: install mongo stop demo test bench clean
+.PHONY: install mongo pubsub stop demo test bench clean
 
 install: .venv/.installed
 
@@ -18,15 +18,19 @@ install: .venv/.installed
 mongo: install
 	scripts/mongo.sh start
 
+pubsub:
+	scripts/pubsub.sh start
+
 stop:
 	scripts/mongo.sh stop
+	scripts/pubsub.sh stop
 
 demo: mongo
 	scripts/demo.sh
 
 test: install
 	scripts/mongo.sh start
-	$(PY) -m pytest -q tests; status=$$?; scripts/mongo.sh stop; exit $$status
+	$(PY) -m pytest -q tests; status=$$?; $(MAKE) --no-print-directory stop; exit $$status
 
 bench: mongo
 	$(PY) bench/batch_throughput.py --events 100000

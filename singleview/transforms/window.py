@@ -1,6 +1,8 @@
 """Windowing that only batches writes: correctness never depends on it."""
 from __future__ import annotations
 
+import math
+
 import apache_beam as beam
 from apache_beam.transforms import trigger, window
 
@@ -20,7 +22,7 @@ class WindowChanges(beam.PTransform):
         return pcoll | "FixedWindows" >> beam.WindowInto(
             window.FixedWindows(self.window_seconds),
             trigger=trigger.AfterWatermark(
-                early=trigger.AfterProcessingTime(self.window_seconds),
+                early=trigger.AfterProcessingTime(max(1, math.ceil(self.window_seconds))),
                 late=trigger.AfterCount(1)),
             allowed_lateness=ALLOWED_LATENESS_SECONDS,
             accumulation_mode=trigger.AccumulationMode.DISCARDING)

@@ -1,0 +1,74 @@
+"""Streaming from the local Pub/Sub server converges to the batch result."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from singleview.io.pubsub import ensure_topic_and_subscription, parse_pubsub_url, publish
+from singleview.io.sources import split_line
+from singleview.samples import generate
+
+from tests.test_pipeline import SOURCES, run_into, views
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = "singleview-test"
+
+
+@pytest.fixture(scope="module")
+def pubsub_host():
+    host = os.environ.get("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085")
+    subprocess.run([str(ROOT / "scripts" / "pubsub.sh"), "start"], check=True,
+                   env=dict(os.environ, PUBSUB_EMULATOR_HOST=host))
+    os.environ["PUBSUB_EMULATOR_HOST"] = host
+    return host
+
+
+def test_parse_pubsub_url():
+    assert parse_pubsub_url("pubsub://projects/p/subscriptions/s") == ("subscription", "projects/p/subscriptions/s")
+    assert parse_pubsub_url("pubsub://projects/p/topics/t") == ("topic", "projects/p/topics/t")
+    for bad in ("projects/p/topics/t", "pubsub://projects/p/queues/q", "pubsub://projects/p/topics/"):
+        with pytest.raises(ValueError, match="pubsub://"):
+            parse_pubsub_url(bad)
+
+
+def test_streaming_converges_to_batch(tmp_path, pubsub_host, mongo_uri, mongo_client, database_name):
+    generated = generate(customers=12, seed=9)
+    batch_db = f"{database_name}_batch"
+    for source, lines in generated.items():
+        (tmp_path / f"{source}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    try:
+        run_into(mongo_uri, batch_db, [f"--input={s}={tmp_path / f'{s}.jsonl'}" for s in SOURCES])
+        expected = views(mongo_client[batch_db])
+    finally:
+        mongo_client.drop_database(batch_db)
+
+    suffix = database_name[-10:]
+    args = []
+    for source in SOURCES:
+        ensure_topic_and_subscription(PROJECT, f"{source}-{suffix}", f"{source}-{suffix}")
+        args.append(f"--input={source}=pubsub://projects/{PROJECT}/subscriptions/{source}-{suffix}")
+    log = open(tmp_path / "stream.log", "wb")
+    worker = subprocess.Popen([sys.executable, str(ROOT / "run_pipeline.py"), "--streaming", "--mongo_uri", mongo_uri,
+                               "--database", database_name, *args], stdout=log, stderr=subprocess.STDOUT,
+                              env=dict(os.environ, PUBSUB_EMULATOR_HOST=pubsub_host))
+    try:
+        for source, lines in generated.items():
+            publish(PROJECT, f"{source}-{suffix}", [m.data for line in lines for m in split_line(source, line)],
+                    {"source": source})
+        deadline = time.monotonic() + 120
+        got = {}
+        while time.monotonic() < deadline and worker.poll() is None:
+            got = views(mongo_client[database_name])
+            if got == expected:
+                break
+            time.sleep(1)
+        assert worker.poll() is None, (tmp_path / "stream.log").read_text()[-3000:]
+        assert got == expected
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
