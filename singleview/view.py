@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Mapping
 
+from singleview.formats._common import iso_utc
 from singleview.merge import Contribution, entity_email
 
 DEFAULT_HISTORY_CAP = 100
@@ -23,11 +24,7 @@ def version_time(version: str) -> str | None:
     head = version.split("|", 1)[0].split("#", 1)[0]
     if not head.isdigit():
         return None
-    return iso(datetime.fromtimestamp(int(head) / 1000, timezone.utc))
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return iso_utc(datetime.fromtimestamp(int(head) / 1000, timezone.utc))
 
 
 def as_datetime(value: Any) -> datetime | None:

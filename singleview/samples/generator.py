@@ -7,11 +7,12 @@ repeated deliveries.
 """
 from __future__ import annotations
 
-import base64
 import json
 import random
 from datetime import datetime, timezone
 from decimal import Decimal
+
+from singleview.formats._common import encode_decimal, iso_utc
 
 BASE_MS = 1_717_000_000_000
 FIRST = ["Jane", "John", "Ada", "Alan", "Grace", "Linus", "Maria", "Omar", "Yuki", "Zoe"]
@@ -25,13 +26,11 @@ PAGES = ["/category/shoes/runner-2", "/category/shoes/trail-x", "/c/bags/tote", 
 
 def decimal_bytes(amount: str, scale: int = 4) -> str:
     """Debezium DECIMAL: base64 of big-endian two's-complement unscaled bytes."""
-    unscaled = int(Decimal(amount).scaleb(scale))
-    length = max(1, (unscaled.bit_length() + 8) // 8)
-    return base64.b64encode(unscaled.to_bytes(length, "big", signed=True)).decode()
+    return encode_decimal(amount, scale)
 
 
 def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return iso_utc(datetime.fromtimestamp(ms / 1000, timezone.utc))
 
 
 def dumps(value) -> bytes:
