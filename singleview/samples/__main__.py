@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from singleview.samples.generator import BASE_MS, generate
@@ -31,7 +32,42 @@ def write(out: Path, generated: dict[str, list[bytes]], fmt: str) -> dict[str, i
     return counts
 
 
+def publish_main(argv) -> int:
+    """Publish generated CDC to one topic per source (`<prefix><source>`) at a fixed rate."""
+    parser = argparse.ArgumentParser(prog="python -m singleview.samples publish", description=publish_main.__doc__)
+    parser.add_argument("--customers", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--project", default="singleview-local")
+    parser.add_argument("--topic_prefix", default="singleview-")
+    parser.add_argument("--rate", type=float, default=500.0, help="messages per second (all sources together)")
+    args = parser.parse_args(argv)
+    from singleview.io.pubsub import ensure_topic_and_subscription, publish
+    from singleview.io.sources import split_line
+
+    generated = generate(args.customers, args.seed)
+    queue = [(source, message.data) for source, lines in generated.items()
+             for line in lines for message in split_line(source, line)]
+    queue.sort(key=lambda item: item[1])
+    for source in generated:
+        ensure_topic_and_subscription(args.project, f"{args.topic_prefix}{source}", f"{args.topic_prefix}{source}")
+    start, sent, step = time.monotonic(), 0, max(1, int(args.rate // 10))
+    for offset in range(0, len(queue), step):
+        chunk = queue[offset:offset + step]
+        for source in generated:
+            data = [d for s, d in chunk if s == source]
+            if data:
+                publish(args.project, f"{args.topic_prefix}{source}", data, {"source": source})
+        sent += len(chunk)
+        time.sleep(max(0.0, start + sent / args.rate - time.monotonic()))
+    print(f"published {sent} messages in {time.monotonic() - start:.1f} s to projects/{args.project}"
+          f"/topics/{args.topic_prefix}<source>")
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["publish"]:
+        return publish_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m singleview.samples", description=__doc__)
     parser.add_argument("--customers", type=int, default=100)
     parser.add_argument("--out", type=Path, required=True)
