@@ -248,25 +248,24 @@ class WriteSingleViewsFn(_MongoDoFn):
         self.written = Metrics.counter("singleview", "views_written")
         self.removed = Metrics.counter("singleview", "views_removed")
         self.retries = Metrics.counter("singleview", "cas_retries")
-        self._written: set[str] = set()
 
     def process(self, batch: list[tuple[str, Iterable[Contribution]]]):
         pending = {email: list(incoming) for email, incoming in batch}
         for _ in range(MAX_ATTEMPTS):
-            losers = self._write(pending)
+            written, losers = self._write(pending)
             self.retries.inc(len(losers))
-            yield from (email for email in pending if email not in losers and email in self._written)
+            yield from written
             pending = {email: pending[email] for email in losers}
             if not pending:
                 return
         raise ConflictError(f"customer_sv: {len(pending)} views lost {MAX_ATTEMPTS} compare-and-swaps")
 
-    def _write(self, pending: dict[str, list[Contribution]]) -> set[str]:
+    def _write(self, pending: dict[str, list[Contribution]]) -> tuple[set[str], set[str]]:
+        """One attempt: (emails whose view was written, emails that lost a swap)."""
         views, retired = self.db[SINGLE_VIEWS], self.db[RETIRED_VIEWS]
         stored = find_by_ids(views, pending)
         tombstones = find_by_ids(retired, [retired_id(e) for e in pending])
         upserts, deletes, retired_writes = [], {}, []
-        self._written = set()
         for email, incoming in pending.items():
             before = stored.get(email)
             tomb = tombstones.get(retired_id(email))
@@ -293,10 +292,10 @@ class WriteSingleViewsFn(_MongoDoFn):
         if deletes:
             bulk_write(views, [DeleteOne({"_id": e, "_rev": rev}) for e, rev in deletes.items()])
             losers |= set(find_by_ids(views, deletes))
-        self.written.inc(len([d for _, d in upserts if d["_id"] not in losers]))
-        self.removed.inc(len([e for e in deletes if e not in losers]))
-        self._written = {d["_id"] for _, d in upserts} - losers
-        return losers
+        written = {d["_id"] for _, d in upserts} - losers
+        self.written.inc(len(written))
+        self.removed.inc(len(set(deletes) - losers))
+        return written, losers
 
 
 class WriteDeadLettersFn(_MongoDoFn):
