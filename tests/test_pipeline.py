@@ -87,24 +87,25 @@ def test_batch_run_counts_add_up_and_writes_views(tmp_path, messages, mongo_uri,
     assert views(database) == docs
 
 
-def test_same_views_shuffled_and_split_over_runs(tmp_path, messages, mongo_uri, mongo_client, database_name):
-    whole = mongo_client[database_name]
+def test_same_views_all_at_once_shuffled_split_in_three_and_doubled(tmp_path, messages, mongo_uri, mongo_client,
+                                                                     database_name):
     run_into(mongo_uri, database_name, write_inputs(tmp_path, messages, "whole"))
-    expected = views(whole)
-
-    other = f"{database_name}_b"
+    expected = views(mongo_client[database_name])
     rnd = random.Random(3)
-    first, second = {}, {}
-    for source, lines in messages.items():
-        shuffled = list(lines)
-        rnd.shuffle(shuffled)
-        first[source], second[source] = shuffled[: len(shuffled) // 2], shuffled[len(shuffled) // 2:]
-    try:
-        run_into(mongo_uri, other, write_inputs(tmp_path, first, "first"))
-        run_into(mongo_uri, other, write_inputs(tmp_path, second, "second"))
-        assert views(mongo_client[other]) == expected
-    finally:
-        mongo_client.drop_database(other)
+    shuffled = {s: rnd.sample(lines, len(lines)) for s, lines in messages.items()}
+    ways = {
+        "shuffled": [shuffled],
+        "three": [{s: lines[i::3] for s, lines in shuffled.items()} for i in range(3)],
+        "doubled": [{s: lines + lines for s, lines in shuffled.items()}],
+    }
+    for way, runs in ways.items():
+        other = f"{database_name}_{way}"
+        try:
+            for i, part in enumerate(runs):
+                run_into(mongo_uri, other, write_inputs(tmp_path, part, f"{way}{i}"))
+            assert views(mongo_client[other]) == expected, way
+        finally:
+            mongo_client.drop_database(other)
 
 
 def test_bad_input_argument_is_a_clear_error(mongo_uri, database_name):
