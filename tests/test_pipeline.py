@@ -144,3 +144,14 @@ def test_pubsub_archive_avro_gives_the_same_views_as_jsonl(tmp_path, mongo_uri, 
         finally:
             mongo_client.drop_database(name)
     assert results[0] and results[0] == results[1]
+
+
+def test_rebuild_from_projections_gives_the_incremental_views(tmp_path, messages, mongo_uri, database,
+                                                              database_name):
+    run_into(mongo_uri, database_name, write_inputs(tmp_path, messages))
+    incremental = views(database)
+    database["customer_sv"].insert_one({"_id": "orphan@example.com", "email": "orphan@example.com", "_rev": 1})
+    database["customer_sv"].update_many({}, {"$set": {"name": "stale"}})
+    summary = run(["--mode", "rebuild", "--mongo_uri", mongo_uri, "--database", database_name])
+    assert summary.get("views_removed") == 1
+    assert views(database) == incremental

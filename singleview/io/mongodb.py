@@ -242,9 +242,10 @@ class ApplyToProjectionFn(_MongoDoFn):
 class WriteSingleViewsFn(_MongoDoFn):
     """Merge a batch of customers' contributions into `customer_sv`."""
 
-    def __init__(self, target: MongoTarget, history_cap: int = DEFAULT_HISTORY_CAP):
+    def __init__(self, target: MongoTarget, history_cap: int = DEFAULT_HISTORY_CAP, rebuild_id: str | None = None):
         super().__init__(target)
         self.history_cap = history_cap
+        self.rebuild_id = rebuild_id
         self.written = Metrics.counter("singleview", "views_written")
         self.removed = Metrics.counter("singleview", "views_removed")
         self.retries = Metrics.counter("singleview", "cas_retries")
@@ -269,11 +270,14 @@ class WriteSingleViewsFn(_MongoDoFn):
         for email, incoming in pending.items():
             before = stored.get(email)
             tomb = tombstones.get(retired_id(email))
-            known = [Contribution.from_doc(email, c)
-                     for doc in (before and before.get("_meta"), tomb) if doc
-                     for c in doc.get("contributions", [])]
+            known = [] if self.rebuild_id else [
+                Contribution.from_doc(email, c)
+                for doc in (before and before.get("_meta"), tomb) if doc
+                for c in doc.get("contributions", [])]
             merged = merge_contributions(known, incoming)
             doc = render(email, merged, self.history_cap)
+            if doc is not None and self.rebuild_id:
+                doc["_meta"]["rebuild"] = self.rebuild_id
             if doc is None:
                 retractions = [dataclasses.replace(c, data=None).to_doc() for c in merged]
                 if tomb is None or tomb.get("contributions") != retractions:
@@ -296,6 +300,28 @@ class WriteSingleViewsFn(_MongoDoFn):
         self.written.inc(len(written))
         self.removed.inc(len(set(deletes) - losers))
         return written, losers
+
+
+class ScanProjectionsFn(_MongoDoFn):
+    """Every contribution the stored projections of one parent source make now."""
+
+    def __init__(self, target: MongoTarget, history_cap: int = DEFAULT_HISTORY_CAP):
+        super().__init__(target)
+        self.history_cap = history_cap
+
+    def process(self, source: str):
+        child_source = PARENT_CHILD.get(source)
+        children = ({d["_id"]: d for d in self.db[PROJECTIONS[child_source]].find()} if child_source else {})
+        for parent in self.db[PROJECTIONS[source]].find():
+            yield from contribution(source, parent["_id"], parent["state"] | {"_rev": parent["_rev"]},
+                                    children.get(parent["_id"]), None, self.history_cap)
+
+
+def remove_views_not_rebuilt(target: MongoTarget, rebuild_id: str) -> int:
+    """After a rebuild, a view that no projection asserts any more goes."""
+    with target.connect() as client:
+        return client[target.database][SINGLE_VIEWS].delete_many(
+            {"_meta.rebuild": {"$ne": rebuild_id}}).deleted_count
 
 
 class WriteDeadLettersFn(_MongoDoFn):

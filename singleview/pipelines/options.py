@@ -12,6 +12,8 @@ class SingleViewOptions(PipelineOptions):
         parser.add_argument(
             "--input", action="append", default=[], metavar="SOURCE=GLOB",
             help=f"an input per source, one of {', '.join(SOURCES)}; repeatable")
+        parser.add_argument("--mode", choices=["incremental", "rebuild"], default="incremental",
+                            help="rebuild: recompute every single view from the projection collections")
         parser.add_argument("--mongo_uri", default=None,
                             help="MongoDB URI (default: $MONGODB_URI, then mongodb://127.0.0.1:27017)")
         parser.add_argument("--database", default=None,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import uuid
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -10,7 +11,8 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import StandardOptions
 
 from singleview.formats import DecoderConfig
-from singleview.io.mongodb import MongoTarget, WriteDeadLettersFn, ensure_indexes
+from singleview.io.mongodb import (MongoTarget, ScanProjectionsFn, WriteDeadLettersFn, ensure_indexes,
+                                   remove_views_not_rebuilt)
 from singleview.io.sources import ReadMessages
 from singleview.merge import CHILD_OF
 from singleview.pipelines.options import SingleViewOptions, parse_inputs
@@ -91,7 +93,27 @@ def summarise(result) -> Summary:
     return Summary(counters)
 
 
+class RebuildSingleViews(beam.PTransform):
+    """Recompute every single view from the stored projections (repair after a logic change)."""
+
+    def __init__(self, target: MongoTarget, rebuild_id: str, history_cap: int = 100):
+        super().__init__()
+        self.target = target
+        self.rebuild_id = rebuild_id
+        self.history_cap = history_cap
+
+    def expand(self, pbegin):
+        streams = {name: (pbegin | f"Source {name}" >> beam.Create([name])
+                          | f"Scan {name}" >> beam.ParDo(ScanProjectionsFn(self.target, self.history_cap)))
+                   for name in STREAMS}
+        return streams | "Merge" >> MergeSingleViews(self.target, self.history_cap, self.rebuild_id)
+
+
 def build(pipeline: beam.Pipeline, options: SingleViewOptions):
+    if options.mode == "rebuild":
+        target = MongoTarget.from_env(options.mongo_uri, options.database)
+        rebuild_id = uuid.uuid4().hex
+        return pipeline | "Rebuild" >> RebuildSingleViews(target, rebuild_id, options.history_cap), target, rebuild_id
     inputs = parse_inputs(options.input)
     if not inputs:
         raise ValueError("give at least one --input SOURCE=GLOB")
@@ -102,7 +124,7 @@ def build(pipeline: beam.Pipeline, options: SingleViewOptions):
                 for source, pattern in inputs.items()}
     view = SingleViewPipeline(target, config, options.history_cap,
                               options.window_seconds if streaming else None)
-    return messages | "SingleView" >> view, target
+    return messages | "SingleView" >> view, target, None
 
 
 def read(source: str, location: str, streaming: bool) -> beam.PTransform:
@@ -121,11 +143,13 @@ def read(source: str, location: str, streaming: bool) -> beam.PTransform:
 def run(argv=None) -> Summary:
     options = SingleViewOptions(argv)
     pipeline = beam.Pipeline(options=options)
-    _, target = build(pipeline, options)
+    _, target, rebuild_id = build(pipeline, options)
     ensure_indexes(target)
     result = pipeline.run()
     result.wait_until_finish()
     summary = summarise(result)
+    if rebuild_id:
+        summary.counters["views_removed"] = summary.get("views_removed") + remove_views_not_rebuilt(target, rebuild_id)
     print(summary)
     return summary
 

@@ -15,10 +15,11 @@ STREAMS = ("crm", "orders", "marketing")
 class MergeSingleViews(beam.PTransform):
     """{crm, orders, marketing} contributions -> emails whose view changed."""
 
-    def __init__(self, target: MongoTarget, history_cap: int = DEFAULT_HISTORY_CAP):
+    def __init__(self, target: MongoTarget, history_cap: int = DEFAULT_HISTORY_CAP, rebuild_id: str | None = None):
         super().__init__()
         self.target = target
         self.history_cap = history_cap
+        self.rebuild_id = rebuild_id
 
     def expand(self, streams: dict):
         keyed = {name: pcoll | f"KeyByEmail {name}" >> beam.Map(lambda c: (c.email, c))
@@ -28,4 +29,4 @@ class MergeSingleViews(beam.PTransform):
                 | "Contributions" >> beam.MapTuple(
                     lambda email, grouped: (email, list(itertools.chain.from_iterable(grouped.values()))))
                 | "Batch" >> beam.BatchElements(**BATCH)
-                | "Write" >> beam.ParDo(WriteSingleViewsFn(self.target, self.history_cap)))
+                | "Write" >> beam.ParDo(WriteSingleViewsFn(self.target, self.history_cap, self.rebuild_id)))
