@@ -34,14 +34,22 @@ TABLES = {
 }
 
 
+def _list(value: Any) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise DecodeError(f"schema fields must be a list, got {value!r}")
+    return value
+
+
 def _column_schemas(schema: Any) -> dict[str, dict]:
     """Column name -> Connect field schema, from the envelope's `after` (or `before`) struct."""
     if not isinstance(schema, dict):
         return {}
     columns: dict[str, dict] = {}
-    for part in schema.get("fields") or []:
+    for part in _list(schema.get("fields")):
         if isinstance(part, dict) and part.get("field") in ("before", "after"):
-            for column in part.get("fields") or []:
+            for column in _list(part.get("fields")):
                 if isinstance(column, dict) and isinstance(column.get("field"), str):
                     columns.setdefault(column["field"], column)
     return columns

@@ -39,7 +39,7 @@ def _property_value(value: Any) -> str:
 
 def _webhook(source: str, event: dict) -> ChangeEvent:
     kind = require(event, "subscriptionType", "HubSpot webhook")
-    op = SUBSCRIPTIONS.get(kind)
+    op = SUBSCRIPTIONS.get(kind) if isinstance(kind, str) else None
     if op is None:
         raise DecodeError(f"unknown subscriptionType {kind!r}")
     version = make_version(as_int(require(event, "occurredAt", "HubSpot webhook"), "occurredAt"),

@@ -83,7 +83,7 @@ def decode_salesforce_cdc(message: RawMessage, config: Any = None) -> list[Chang
     if change_type in GAPS:
         raise DecodeError(f"{change_type} for {header.get('recordIds')!r}: the records must be resynced "
                           "from Salesforce (gap events carry no field values)")
-    if change_type not in OPS:
+    if not isinstance(change_type, str) or change_type not in OPS:
         raise DecodeError(f"unknown changeType {change_type!r}")
     record_ids = require(header, "recordIds", "ChangeEventHeader")
     if not isinstance(record_ids, list) or not record_ids:
