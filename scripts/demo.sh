@@ -7,7 +7,7 @@ DIR=.data/demo
 DB="${DEMO_DB:-singleview_demo}"
 CUSTOMERS="${DEMO_CUSTOMERS:-200}"
 PORT="${DEMO_PORT:-8000}"
-URI="${MONGODB_URI:-mongodb://127.0.0.1:27017}"
+URI="${MONGODB_URI:-mongodb://${SINGLEVIEW_MONGO_ADDR:-127.0.0.1:27017}}"
 
 echo "== 1. sample CDC for $CUSTOMERS customers in $DIR"
 rm -rf "$DIR"
