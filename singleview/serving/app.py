@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from pymongo.errors import PyMongoError
 
-from . import errors
+from . import errors, portal
 from .config import Settings
 from .db import ensure_indexes, make_client
 from .metrics import Metrics, MetricsMiddleware
@@ -62,4 +62,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics_router)
     app.include_router(customers.router)
+    app.include_router(portal.router)
     return app
