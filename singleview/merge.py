@@ -36,7 +36,7 @@ def new_entity() -> dict:
 def _leaves(fields: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
     for name, value in fields.items():
         path = f"{prefix}{name}"
-        if isinstance(value, Mapping) and value:
+        if isinstance(value, dict) and value:
             yield from _leaves(value, f"{path}/")
         else:
             yield path, value
@@ -54,7 +54,7 @@ def _set_path(image: dict, path: str, value: Any) -> None:
 
 def _get_path(image: Mapping, path: str) -> Any:
     for name in path.split("/"):
-        image = image.get(name) if isinstance(image, Mapping) else None
+        image = image.get(name) if isinstance(image, dict) else None
     return image
 
 
