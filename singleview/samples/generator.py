@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -17,11 +18,12 @@ from singleview.formats._common import encode_decimal, iso_utc
 BASE_MS = 1_717_000_000_000
 FIRST = ["Jane", "John", "Ada", "Alan", "Grace", "Linus", "Maria", "Omar", "Yuki", "Zoe"]
 LAST = ["Doe", "Smith", "Lovelace", "Turing", "Hopper", "Rossi", "Khan", "Sato", "Novak", "Berg"]
-CITIES = [("Springfield", "US"), ("Rome", "IT"), ("Berlin", "DE"), ("Osaka", "JP")]
+CITIES = [("Springfield", "IL", "US"), ("Rome", "RM", "IT"), ("Berlin", "BE", "DE"), ("Osaka", "27", "JP")]
 PRODUCTS = [("TS-RED-M", "Red Tee", "19.9900"), ("SH-RUN-42", "Runner 2", "89.5000"),
             ("BG-TOTE", "Canvas Tote", "24.0000"), ("HT-CAP", "Cap", "15.2500")]
-PAGES = ["/category/shoes/runner-2", "/category/shoes/trail-x", "/c/bags/tote", "/category/tees/red",
-         "/c/hats/cap", "/about", "/"]
+PAGES = [("/category/shoes/runner-2", "Runner 2"), ("/category/shoes/trail-x", "Trail X"),
+         ("/c/bags/tote", "Canvas Tote"), ("/category/tees/red", "Red Tee"), ("/c/hats/cap", "Cap"),
+         ("/about", "About us"), ("/", "Shop")]
 
 
 def decimal_bytes(amount: str, scale: int = 4) -> str:
@@ -82,11 +84,17 @@ def generate(customers: int, seed: int) -> dict[str, list[bytes]]:
             out[source].append(message)
 
     def salesforce(ids, change, fields, changed=(), nulled=()):
+        """CREATE and UPDATE stamp LastModifiedDate (and CREATE CreatedDate) with the commit time."""
         commit[0] += 1
+        ts = clock.tick(rng)
+        if change == "CREATE":
+            fields = dict(fields, LastModifiedDate=iso(ts), CreatedDate=iso(ts))
+        elif change == "UPDATE":
+            fields, changed = dict(fields, LastModifiedDate=iso(ts)), [*changed, "LastModifiedDate"]
         payload = {"ChangeEventHeader": {
             "entityName": "Contact", "recordIds": ids, "changeType": change,
             "changeOrigin": "com/salesforce/api/rest/60.0", "transactionKey": f"tx-{commit[0]}",
-            "sequenceNumber": 1, "commitTimestamp": clock.tick(rng), "commitNumber": commit[0],
+            "sequenceNumber": 1, "commitTimestamp": ts, "commitNumber": commit[0],
             "commitUser": "005000000000001", "changedFields": list(changed), "nulledFields": list(nulled),
             "diffFields": []}, **fields}
         emit("crm", dumps({"schema": "0z-contact", "event": {"replayId": commit[0]}, "payload": payload}))
@@ -115,33 +123,35 @@ def generate(customers: int, seed: int) -> dict[str, list[bytes]]:
         email = f"{first.lower()}.{last.lower()}{n}@example.com"
         shown = email if rng.random() < 0.7 else f"  {first}.{last}{n}@Example.com "
         contact = f"003{n:012d}"
-        city, country = rng.choice(CITIES)
+        city, state, country = rng.choice(CITIES)
         salesforce([contact], "CREATE", {
             "Name": {"Salutation": None, "FirstName": first, "LastName": last}, "Email": shown,
             "Phone": f"+1 555 {rng.randint(1000, 9999)}",
-            "MailingAddress": {"Street": f"{rng.randint(1, 99)} Main St", "City": city, "PostalCode": "00100",
-                               "Country": country},
-            "LastModifiedDate": iso(clock.ms)})
+            "MailingAddress": {"Street": f"{rng.randint(1, 99)} Main St", "City": city, "State": state,
+                               "PostalCode": "00100", "Country": country}})
         for _ in range(rng.randint(0, 3)):
-            phone = f"+1 555 {rng.randint(1000, 9999)}"
-            salesforce([contact], "UPDATE", {"Phone": phone, "LastModifiedDate": iso(clock.ms)},
-                       ["Phone", "LastModifiedDate"])
+            change = rng.random()
+            if change < 0.6:
+                salesforce([contact], "UPDATE", {"Phone": f"+1 555 {rng.randint(1000, 9999)}"}, ["Phone"])
+            elif change < 0.9:
+                city, state, _ = rng.choice(CITIES)
+                salesforce([contact], "UPDATE", {"MailingAddress": {"City": city, "State": state}},
+                           ["MailingAddress.City", "MailingAddress.State"])
+            else:
+                salesforce([contact], "UPDATE", {"Phone": None}, ["Phone"], ["Phone"])
         if rng.random() < 0.05:
             email = f"{first.lower()}.{last.lower()}{n}@newmail.example.com"
-            salesforce([contact], "UPDATE", {"Email": email, "LastModifiedDate": iso(clock.ms)},
-                       ["Email", "LastModifiedDate"])
-        if rng.random() < 0.03:
+            salesforce([contact], "UPDATE", {"Email": email}, ["Email"])
+        if rng.random() < 0.03 or n % 50 == 7:
             salesforce([contact], "DELETE", {})
-            if rng.random() < 0.5:
+            if rng.random() < 0.5 or n % 50 == 7:
                 salesforce([contact], "UNDELETE", {})
         if n % 25 == 3:
-            twin = f"003{n:012d}B"
-            salesforce([twin], "CREATE", {"Name": {"FirstName": first, "LastName": last}, "Email": email,
-                                          "LastModifiedDate": iso(clock.ms)})
-            salesforce([contact, twin], "UPDATE", {"Phone": "+1 555 0000", "LastModifiedDate": iso(clock.ms)},
-                       ["Phone", "LastModifiedDate"])
+            twin = f"003T{n:011d}"
+            salesforce([twin], "CREATE", {"Name": {"FirstName": first, "LastName": last}, "Email": email})
+            salesforce([contact, twin], "UPDATE", {"Phone": "+1 555 0000"}, ["Phone"])
 
-        for _ in range(rng.randint(0, 4)):
+        for k in range(rng.randint(1 if n % 50 == 9 else 0, 4)):
             order_id[0] += 1
             order = order_id[0]
             currency = "USD" if rng.random() < 0.8 else "EUR"
@@ -165,10 +175,11 @@ def generate(customers: int, seed: int) -> dict[str, list[bytes]]:
                                    row_total=decimal_bytes(str(Decimal(price) * (qty + 1))))
                     debezium("sales_order_item", "u", item, changed, False)
             for status, state in (("processing", "processing"), ("complete", "complete")):
-                if rng.random() < 0.6:
-                    before, after = after, dict(after, status=status, state=state, updated_at=clock.tick(rng))
-                    debezium("sales_order", "u", before, after, True)
-            if rng.random() < 0.03:
+                if rng.random() >= 0.7:
+                    break
+                before, after = after, dict(after, status=status, state=state, updated_at=clock.tick(rng))
+                debezium("sales_order", "u", before, after, True)
+            if rng.random() < 0.03 or (n % 50 == 9 and k == 0):
                 debezium("sales_order", "d", after, None, True)
                 out["orders"].append(b"null")
 
@@ -183,23 +194,23 @@ def generate(customers: int, seed: int) -> dict[str, list[bytes]]:
             size = rng.randint(1, 5)
             hubspot(events[:size])
             events = events[size:]
-        if rng.random() < 0.02:
+        if rng.random() < 0.02 or n % 50 == 8:
             hubspot([("contact.deletion", hubspot_id, {})])
-            if rng.random() < 0.5:
+            if rng.random() < 0.5 or n % 50 == 8:
                 hubspot([("contact.restore", hubspot_id, {})])
         for _ in range(rng.randint(0, 15)):
-            path = rng.choice(PAGES)
+            path, title = rng.choice(PAGES)
             emit("pageviews", dumps({
                 "objectType": "CONTACT", "objectId": hubspot_id, "eventType": "e_visited_page",
-                "occurredAt": iso(clock.tick(rng)), "id": f"{rng.getrandbits(128):032x}",
-                "properties": {"hs_url": f"https://shop.example.com{path}", "hs_title": path.rsplit("/", 1)[-1].title(),
+                "occurredAt": iso(clock.tick(rng)), "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "properties": {"hs_url": f"https://shop.example.com{path}", "hs_title": title,
                                "hs_referrer": "https://www.example.org/", "hs_browser": "chrome"}}))
 
-    if len(hubspot_ids) >= 4:
-        primary, merged = hubspot_ids[0], hubspot_ids[1]
+    merges = [(0, 1)] * (len(hubspot_ids) >= 4) + [(4, 5)] * (len(hubspot_ids) >= 50)
+    for primary, merged in ((hubspot_ids[a], hubspot_ids[b]) for a, b in merges):
         hubspot([("contact.merge", primary, {"primaryObjectId": int(primary),
                                              "mergedObjectIds": [int(primary), int(merged)],
-                                             "newObjectId": int(primary)})])
+                                             "newObjectId": int(primary), "numberOfPropertiesMoved": 3})])
     if len(hubspot_ids) >= 10:
         hubspot([("contact.privacyDeletion", hubspot_ids[2], {})])
     return out
