@@ -53,8 +53,10 @@ def order_data(order_id: str, order: Mapping, items_doc: Mapping | None) -> dict
     return {"order_id": order_id, **order["fields"], "items": items, "changed_at": version_time(max(times))}
 
 
-def marketing_data(contact_id: str, contact: Mapping, views_doc: Mapping | None, cap: int) -> dict:
-    views = [fields for _, fields in _live_children((views_doc or {}).get("views"))]
+def marketing_data(contact_id: str, contact: Mapping, views_docs: list[Mapping], cap: int) -> dict:
+    """A contact's page views, with those of the contacts merged into it."""
+    every = {vid: e for doc in views_docs for vid, e in (doc.get("views") or {}).items()}
+    views = [fields for _, fields in _live_children(every)]
     views.sort(key=lambda v: (v.get("viewed_at") or "", v.get("url") or ""), reverse=True)
     categories: dict[str, dict] = {}
     for view in views:
@@ -64,21 +66,21 @@ def marketing_data(contact_id: str, contact: Mapping, views_doc: Mapping | None,
         entry = categories.setdefault(name, {"category": name, "views": 0, "last_viewed_at": view.get("viewed_at")})
         entry["views"] += 1
         entry["last_viewed_at"] = max(entry["last_viewed_at"] or "", view.get("viewed_at") or "") or None
-    times = [contact["version"]] + [e["version"] for e in ((views_doc or {}).get("views") or {}).values()]
+    times = [contact["version"]] + [e["version"] for e in every.values()]
     return {"hubspot_id": contact_id, "properties": dict(contact["fields"]),
             "browsing_history": views[:cap], "viewed_categories": list(categories.values()),
             "changed_at": version_time(max(times))}
 
 
-def contribution(source: str, entity_id: str, parent: Mapping | None, child: Mapping | None,
+def contribution(source: str, entity_id: str, parent: Mapping | None, children: list[Mapping],
                  old_email: str | None, history_cap: int = DEFAULT_HISTORY_CAP) -> list[Contribution]:
-    """The contributions one parent entity (with its child document) makes now.
+    """The contributions one parent entity (with its child documents) makes now.
 
     An assertion on its current email and, when the email changed, a
     retraction from the one it had before.
     """
     email = entity_email(source, parent)
-    rev = ((parent or {}).get("_rev", 0), (child or {}).get("_rev", 0))
+    rev = ((parent or {}).get("_rev", 0), sum(child.get("_rev", 0) for child in children))
     out = []
     if old_email and old_email != email:
         out.append(Contribution(source, entity_id, old_email, rev, False))
@@ -86,9 +88,9 @@ def contribution(source: str, entity_id: str, parent: Mapping | None, child: Map
         if source == "crm":
             data = crm_data(entity_id, parent)
         elif source == "orders":
-            data = order_data(entity_id, parent, child)
+            data = order_data(entity_id, parent, children[0] if children else None)
         else:
-            data = marketing_data(entity_id, parent, child, history_cap)
+            data = marketing_data(entity_id, parent, children, history_cap)
         out.append(Contribution(source, entity_id, email, rev, True, data))
     return out
 
@@ -165,7 +167,7 @@ def render(email: str, contributions: Iterable[Contribution], history_cap: int =
         doc["marketing_preferences"] = {
             "hubspot_id": top["hubspot_id"], "hubspot_ids": sorted(m["hubspot_id"] for m in marketing),
             "email_opt_out": str(props.get("hs_email_optout", "false")).lower() == "true",
-            "properties": {k: v for k, v in sorted(props.items()) if k != "merged_into"},
+            "properties": {k: v for k, v in sorted(props.items()) if k not in ("merged_into", "merged_ids")},
             "browsing_history": [{"url": v.get("url"), "title": v.get("title"), "category": v.get("category"),
                                   "viewed_at": as_datetime(v.get("viewed_at"))} for v in views[:history_cap]],
             "viewed_categories": [{"category": c["category"], "views": c["views"],

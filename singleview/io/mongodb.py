@@ -135,6 +135,11 @@ class _MongoDoFn(beam.DoFn):
             self._client.close()
 
 
+def merged_owner(state: Mapping) -> str | None:
+    """The contact a merged-away HubSpot contact now lives in."""
+    return None if state["alive"] else state["fields"].get("merged_into")
+
+
 class ApplyToProjectionFn(_MongoDoFn):
     """Fold a batch of (document id, events) into one projection collection.
 
@@ -203,22 +208,27 @@ class ApplyToProjectionFn(_MongoDoFn):
         return doc, outcomes
 
     def _contributions(self, changed: dict, old_emails: dict, erased: list):
-        if self.source in CHILD_OF:
-            parent_source = CHILD_OF[self.source][0]
-            parents = find_by_ids(self.db[PROJECTIONS[parent_source]], changed)
-            changed = self._forget_erased(changed, parents)
-            for doc_id, child in changed.items():
-                parent = parents.get(doc_id)
-                if parent:
-                    yield from contribution(parent_source, doc_id, parent["state"] | {"_rev": parent["_rev"]},
-                                            child, None, self.history_cap)
+        if self.source not in CHILD_OF:
+            yield from self._emit(self.source, changed, old_emails, erased)
             return
-        child_source = PARENT_CHILD.get(self.source)
-        children = find_by_ids(self.db[PROJECTIONS[child_source]], changed) if child_source else {}
-        for doc_id, parent in changed.items():
-            child = None if doc_id in erased else children.get(doc_id)
-            yield from contribution(self.source, doc_id, parent["state"] | {"_rev": parent["_rev"]},
-                                    child, old_emails.get(doc_id), self.history_cap)
+        parent_source = CHILD_OF[self.source][0]
+        collection = self.db[PROJECTIONS[parent_source]]
+        parents = find_by_ids(collection, changed)
+        changed = self._forget_erased(changed, parents)
+        owners = {merged_owner(parents[i]["state"]) or i for i in changed if i in parents}
+        parents.update(find_by_ids(collection, owners - set(parents)))
+        yield from self._emit(parent_source, {i: parents[i] for i in sorted(owners) if i in parents}, {}, [])
+
+    def _emit(self, source: str, parents: dict, old_emails: dict, erased: list):
+        """Contributions of parents, each read with its children and its merged contacts' children."""
+        child_source = PARENT_CHILD.get(source)
+        wanted = {pid: [pid, *sorted(p["state"]["fields"].get("merged_ids") or {})] for pid, p in parents.items()}
+        children = (find_by_ids(self.db[PROJECTIONS[child_source]], [c for ids in wanted.values() for c in ids])
+                    if child_source else {})
+        for pid, parent in parents.items():
+            docs = [] if pid in erased else [children[c] for c in wanted[pid] if c in children]
+            yield from contribution(source, pid, parent["state"] | {"_rev": parent["_rev"]}, docs,
+                                    old_emails.get(pid), self.history_cap)
 
     def _forget_erased(self, changed: dict, parents: Mapping[str, dict]) -> dict:
         """Page views no newer than their contact's privacy erasure are dropped."""
@@ -313,8 +323,9 @@ class ScanProjectionsFn(_MongoDoFn):
         child_source = PARENT_CHILD.get(source)
         children = ({d["_id"]: d for d in self.db[PROJECTIONS[child_source]].find()} if child_source else {})
         for parent in self.db[PROJECTIONS[source]].find():
+            ids = [parent["_id"], *sorted(parent["state"]["fields"].get("merged_ids") or {})]
             yield from contribution(source, parent["_id"], parent["state"] | {"_rev": parent["_rev"]},
-                                    children.get(parent["_id"]), None, self.history_cap)
+                                    [children[i] for i in ids if i in children], None, self.history_cap)
 
 
 def remove_views_not_rebuilt(target: MongoTarget, rebuild_id: str) -> int:

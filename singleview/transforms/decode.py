@@ -5,17 +5,21 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from singleview.formats import DecoderConfig, decode
-from singleview.model import MERGE, ChangeEvent, DeadLetter, DecodeError, RawMessage
+from singleview.model import MERGE, UPSERT, ChangeEvent, DeadLetter, DecodeError, RawMessage
 
 DEAD_LETTERS = "dead_letters"
 
 
 def expand_merge(event: ChangeEvent) -> list[ChangeEvent]:
-    """A HubSpot merge tombstones each merged contact, pointing at the primary."""
+    """A HubSpot merge tombstones each merged contact, pointing at the primary,
+    and the primary remembers them, so their page views join its own."""
     if event.op != MERGE:
         return [event]
-    return [ChangeEvent(event.source, merged, MERGE, event.version, parent_id=event.entity_id)
-            for merged in event.merged_ids if merged != event.entity_id]
+    merged = sorted(set(event.merged_ids) - {event.entity_id})
+    primary = ChangeEvent(event.source, event.entity_id, UPSERT, event.version,
+                          {"merged_ids": {m: True for m in merged}})
+    return [primary] + [ChangeEvent(event.source, m, MERGE, event.version, parent_id=event.entity_id)
+                        for m in merged]
 
 
 class DecodeFn(beam.DoFn):
