@@ -135,6 +135,11 @@ class _MongoDoFn(beam.DoFn):
             self._client.close()
 
 
+def child_ids(parent: Mapping) -> list[str]:
+    """The child documents a parent reads: its own and its merged contacts'."""
+    return [parent["_id"], *sorted(parent["state"]["fields"].get("merged_ids") or {})]
+
+
 def merged_owner(state: Mapping) -> str | None:
     """The contact a merged-away HubSpot contact now lives in."""
     return None if state["alive"] else state["fields"].get("merged_into")
@@ -222,7 +227,7 @@ class ApplyToProjectionFn(_MongoDoFn):
     def _emit(self, source: str, parents: dict, old_emails: dict, erased: list):
         """Contributions of parents, each read with its children and its merged contacts' children."""
         child_source = PARENT_CHILD.get(source)
-        wanted = {pid: [pid, *sorted(p["state"]["fields"].get("merged_ids") or {})] for pid, p in parents.items()}
+        wanted = {pid: child_ids(parent) for pid, parent in parents.items()}
         children = (find_by_ids(self.db[PROJECTIONS[child_source]], [c for ids in wanted.values() for c in ids])
                     if child_source else {})
         for pid, parent in parents.items():
@@ -323,9 +328,9 @@ class ScanProjectionsFn(_MongoDoFn):
         child_source = PARENT_CHILD.get(source)
         children = ({d["_id"]: d for d in self.db[PROJECTIONS[child_source]].find()} if child_source else {})
         for parent in self.db[PROJECTIONS[source]].find():
-            ids = [parent["_id"], *sorted(parent["state"]["fields"].get("merged_ids") or {})]
             yield from contribution(source, parent["_id"], parent["state"] | {"_rev": parent["_rev"]},
-                                    [children[i] for i in ids if i in children], None, self.history_cap)
+                                    [children[i] for i in child_ids(parent) if i in children], None,
+                                    self.history_cap)
 
 
 def remove_views_not_rebuilt(target: MongoTarget, rebuild_id: str) -> int:
