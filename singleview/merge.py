@@ -9,6 +9,7 @@ what lets replays, retries, late data and concurrent workers converge.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -24,22 +25,27 @@ CHILD_OF = {"order_items": ("orders", "items"), "pageviews": ("marketing", "view
 
 
 def order_key(event: ChangeEvent) -> str:
-    """The event's version with a deterministic tie-breaker appended."""
+    """The event's version with a deterministic tie-breaker appended (for ordering a batch)."""
     digest = hashlib.blake2b(event.fingerprint().encode(), digest_size=8).hexdigest()
     return f"{event.version}#{digest}"
+
+
+# Between a life-cycle change and another at the same version, the later op here wins:
+# a delete beats the upsert it shares a commit with, and an erasure beats everything.
+_LIFE_RANK = {UPSERT: "1", RESTORE: "2", MERGE: "3", DELETE: "4", ERASE: "5"}
+_UPSERT_LIFE = f"#{_LIFE_RANK[UPSERT]}"
+
+
+def life_key(event: ChangeEvent) -> str:
+    return f"{event.version}#{_LIFE_RANK[event.op]}"
 
 
 def new_entity() -> dict:
     return {"fields": {}, "versions": {}, "version": "", "alive": False, "life": "", "erased": ""}
 
 
-def _leaves(fields: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
-    for name, value in fields.items():
-        path = f"{prefix}{name}"
-        if isinstance(value, dict) and value:
-            yield from _leaves(value, f"{path}/")
-        else:
-            yield path, value
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
 
 
 def _set_path(image: dict, path: str, value: Any) -> None:
@@ -58,43 +64,132 @@ def _get_path(image: Mapping, path: str) -> Any:
     return image
 
 
-def apply_event(entity: dict, event: ChangeEvent) -> str:
-    """Fold one event into an entity state in place; say whether it applied."""
-    key = order_key(event)
-    if entity["erased"] and key <= entity["erased"]:
-        return SUPERSEDED
+def _hidden_by_ancestor(versions: Mapping[str, str], path: str, version: str) -> bool:
+    """A whole value written later at an ancestor path hides this leaf."""
+    cut = path.find("/")
+    while cut != -1:
+        ancestor = versions.get(path[:cut])
+        if ancestor is not None and ancestor > version:
+            return True
+        cut = path.find("/", cut + 1)
+    return False
+
+
+def _assign(entity: dict, path: str, value: Any, version: str) -> bool:
+    """Last writer wins on one leaf, as if all writes were replayed in version order.
+
+    `versions` keeps the newest version seen per path, also for writes that
+    a later whole value at an ancestor hides. At equal versions the larger
+    value wins and a nested leaf beats its ancestor, so any arrival order
+    gives the same state.
+    """
+    versions, image = entity["versions"], entity["fields"]
+    current = versions.get(path)
+    hidden = _hidden_by_ancestor(versions, path, version)
+    if current is not None and version <= current:
+        if version < current or hidden:
+            return False
+        old = _get_path(image, path)
+        if old == value or _canonical(value) <= _canonical(old):
+            return False
+    versions[path] = version
+    if hidden:
+        return True
+    existing = _get_path(image, path)
+    if isinstance(existing, dict) and existing:
+        prefix = f"{path}/"
+        later = sorted((v, p.count("/"), p[len(prefix):]) for p, v in versions.items()
+                       if p.startswith(prefix) and v >= version)
+        if later:
+            value = {}
+            for _, _, sub in later:
+                _set_path(value, sub, _get_path(existing, sub))
+    _set_path(image, path, value)
+    return True
+
+
+def _assign_all(entity: dict, fields: Mapping[str, Any], version: str, prefix: str = "") -> bool:
+    versions, image = entity["versions"], entity["fields"]
     changed = False
-    if event.op == ERASE:
-        kept = {path: v for path, v in entity["versions"].items() if v > key}
-        image: dict = {}
-        for path in kept:
-            _set_path(image, path, _get_path(entity["fields"], path))
-        entity.update(fields=image, versions=kept, erased=key)
-        if key > entity["life"]:
-            entity["life"], entity["alive"] = key, False
-        changed = True
-    elif event.op == UPSERT:
-        updates = list(_leaves(event.fields))
-        updates += [(path.replace(".", "/"), None) for path in event.nulled]
-        for path, value in updates:
-            if key > entity["versions"].get(path, ""):
-                entity["versions"][path] = key
-                _set_path(entity["fields"], path, value)
+    for name, value in fields.items():
+        if isinstance(value, dict):
+            if value:
+                changed |= _assign_all(entity, value, version, f"{prefix}{name}/")
+                continue
+            value = {}  # the image must not share the event's own dict
+        if not prefix and type(image.get(name)) is not dict:
+            current = versions.get(name)
+            if current is None or version > current:
+                versions[name] = version
+                image[name] = value
                 changed = True
-        if key > entity["life"]:
-            entity["life"], entity["alive"] = key, True
-            changed = True
-    elif event.op in (DELETE, RESTORE, MERGE):
-        if key > entity["life"]:
-            entity["life"], entity["alive"] = key, event.op == RESTORE
-            if event.op == MERGE:
-                entity["versions"]["merged_into"] = key
-                entity["fields"]["merged_into"] = event.parent_id
-            changed = True
+                continue
+        changed |= _assign(entity, f"{prefix}{name}", value, version)
+    return changed
+
+
+def _write_newest(image: dict, versions: dict, fields: Mapping[str, Any], version: str, prefix: str = "") -> None:
+    """Write an event newer than every leaf of the entity: no comparisons needed."""
+    for name, value in fields.items():
+        if isinstance(value, dict) and value:
+            child = image.get(name)
+            if not isinstance(child, dict):
+                child = image[name] = {}
+            _write_newest(child, versions, value, version, f"{prefix}{name}/")
+        else:
+            image[name] = {} if isinstance(value, dict) else value
+            versions[prefix + name] = version
+
+
+def apply_event(entity: dict, event: ChangeEvent) -> str:
+    """Fold one event into an entity state in place; say whether it applied.
+
+    Versions order events; at equal versions a leaf keeps the larger value
+    and the life cycle follows `_LIFE_RANK`, so the fold is commutative
+    without hashing every event.
+    """
+    version, op = event.version, event.op
+    if op == UPSERT and version > entity["version"]:
+        # Newer than anything folded so far, CDC's usual order: every field wins.
+        fields = event.fields
+        if dict in map(type, fields.values()):
+            _write_newest(entity["fields"], entity["versions"], fields, version)
+        elif entity["versions"]:
+            entity["fields"].update(fields)
+            entity["versions"].update(dict.fromkeys(fields, version))
+        else:
+            entity["fields"], entity["versions"] = dict(fields), dict.fromkeys(fields, version)
+        for path in event.nulled:
+            _assign(entity, path.replace(".", "/"), None, version)
+        entity["life"], entity["alive"], entity["version"] = version + _UPSERT_LIFE, True, version
+        return APPLIED
+    erased = entity["erased"]
+    if erased and version <= erased:
+        return SUPERSEDED
+    if op == UPSERT:
+        changed = _assign_all(entity, event.fields, version)
+        for path in event.nulled:
+            changed |= _assign(entity, path.replace(".", "/"), None, version)
+    elif op == ERASE:
+        erased = life_key(event)
+        kept = {path: v for path, v in entity["versions"].items() if v > erased}
+        image: dict = {}
+        for path in sorted(kept, key=lambda p: (kept[p], p.count("/"))):
+            value = _get_path(entity["fields"], path)
+            _set_path(image, path, {} if isinstance(value, dict) else value)
+        entity.update(fields=image, versions=kept, erased=erased)
+        changed = True
+    elif op in (DELETE, RESTORE, MERGE):
+        changed = op == MERGE and _assign(entity, "merged_into", event.parent_id, version)
     else:
-        raise ValueError(f"unknown op {event.op!r}")
+        raise ValueError(f"unknown op {op!r}")
+    life = life_key(event)
+    if life > entity["life"]:
+        entity["life"], entity["alive"] = life, op in (UPSERT, RESTORE)
+        changed = True
     if changed:
-        entity["version"] = max(entity["version"], key)
+        if version > entity["version"]:
+            entity["version"] = version
         return APPLIED
     return SUPERSEDED
 

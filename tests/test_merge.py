@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from singleview.merge import (APPLIED, SUPERSEDED, Contribution, apply_event, entity_email,
                               merge_contributions, new_entity)
-from singleview.model import DELETE, ERASE, RESTORE, UPSERT, ChangeEvent, make_version
+from singleview.model import DELETE, ERASE, MERGE, RESTORE, UPSERT, ChangeEvent, make_version
 from singleview.view import render
 
 FIELDS = ("email", "first_name", "phone")
@@ -24,12 +24,16 @@ def fold(events):
     return entity, outcomes
 
 
+values = st.one_of(st.none(), st.text("abc@", max_size=4), st.integers(0, 3),
+                   st.dictionaries(st.sampled_from(("street", "city")), st.one_of(st.none(), st.text("ab", max_size=2), st.dictionaries(st.sampled_from(("x","y")), st.text("a", max_size=1), max_size=2)), max_size=2))
 events = st.lists(st.builds(
     ChangeEvent,
     source=st.just("crm"), entity_id=st.just("c1"),
-    op=st.sampled_from([UPSERT, UPSERT, UPSERT, DELETE, RESTORE, ERASE]),
+    op=st.sampled_from([UPSERT, UPSERT, UPSERT, DELETE, RESTORE, ERASE, MERGE]),
     version=st.integers(0, 20).map(make_version),
-    fields=st.dictionaries(st.sampled_from(FIELDS), st.text("abc@", max_size=4), max_size=3),
+    fields=st.dictionaries(st.sampled_from(FIELDS + ("address",)), values, max_size=3),
+    parent_id=st.sampled_from([None, "c2", "c3"]),
+    nulled=st.lists(st.sampled_from(("phone", "address.city", "address", "address.city.x")), max_size=2).map(tuple),
 ), max_size=12)
 
 
