@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -91,7 +92,7 @@ def test_sdist_requirements_match_requirements_files(workflow_tarball):
 
 
 @pytest.fixture(scope="module")
-def worker_python(workflow_tarball, tmp_path_factory) -> Path:
+def worker_python(workflow_tarball, tmp_path_factory):
     """A clean venv with the sdist and its `install_requires` (from pip's cache when warm)."""
     venv = tmp_path_factory.mktemp("worker") / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -101,7 +102,8 @@ def worker_python(workflow_tarball, tmp_path_factory) -> Path:
          "--disable-pip-version-check", str(workflow_tarball)],
         capture_output=True, text=True)
     assert install.returncode == 0, f"installing the sdist failed:\n{install.stdout}\n{install.stderr}"
-    return python
+    yield python
+    shutil.rmtree(venv)  # ~800 MB; pytest keeps its last three temp trees
 
 
 def worker_env() -> dict[str, str]:
