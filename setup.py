@@ -1,7 +1,12 @@
-"""Packages singleview for Dataflow and Flink workers (`--setup_file ./setup.py`)."""
+"""Packages singleview for Dataflow and Flink workers (`--setup_file ./setup.py`).
+
+Workers install the sdist with `install_requires` only: what the pipeline
+imports. The FastAPI service is the `serving` extra, so workers never get it.
+The pins match requirements*.txt (tests/test_packaging.py checks).
+"""
 import setuptools
 
-REQUIRES = [
+PIPELINE = [
     "apache-beam[gcp]==2.77.0",
     "pymongo==4.20.1",
     "fastavro==1.13.1",
@@ -15,9 +20,9 @@ setuptools.setup(
     version="0.1.0",
     description="Real-time customer single view: Beam CDC pipeline, MongoDB, FastAPI",
     packages=setuptools.find_packages(include=["singleview", "singleview.*"]),
-    py_modules=["run_pipeline"],
     package_data={"singleview.serving": ["static/*"]},
     python_requires=">=3.11",
-    install_requires=REQUIRES,
+    install_requires=PIPELINE,
     extras_require={"serving": SERVING, "test": SERVING + TEST},
+    entry_points={"console_scripts": ["singleview-pipeline = singleview.pipelines.single_view:main"]},
 )
