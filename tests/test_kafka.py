@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import namedtuple
 from pathlib import Path
 
@@ -19,7 +18,8 @@ from singleview.model import DELETE, DecodeError, RawMessage
 from singleview.samples import generate, kafka_records
 
 from tests.test_formats import CONFIG, dbz_payload, order_row
-from tests.test_pipeline import SOURCES, run_into, views
+from tests.test_pipeline import SOURCES
+from tests.test_streaming import batch_views, wait_for_views
 
 ROOT = Path(__file__).resolve().parents[1]
 Record = namedtuple("Record", "topic partition offset timestamp key value headers timestampTypeId timestampTypeName")
@@ -102,14 +102,7 @@ def kafka_addr():
 def test_streaming_from_kafka_on_flink_converges_to_batch(tmp_path, kafka_addr, mongo_uri, mongo_client,
                                                          database_name):
     generated = generate(customers=12, seed=9)
-    batch_db = f"{database_name}_batch"
-    for source, lines in generated.items():
-        (tmp_path / f"{source}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    try:
-        run_into(mongo_uri, batch_db, [f"--input={s}={tmp_path / f'{s}.jsonl'}" for s in SOURCES])
-        expected = views(mongo_client[batch_db])
-    finally:
-        mongo_client.drop_database(batch_db)
+    expected = batch_views(tmp_path, generated, mongo_uri, mongo_client, database_name)
 
     suffix = database_name[-10:]
     for source, lines in generated.items():
@@ -122,17 +115,8 @@ def test_streaming_from_kafka_on_flink_converges_to_batch(tmp_path, kafka_addr, 
              *[f"--input={s}=kafka://{kafka_addr}/{s}-{suffix}" for s in SOURCES]],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 150
-        got = {}
-        while time.monotonic() < deadline and worker.poll() is None:
-            got = views(mongo_client[database_name])
-            if got == expected:
-                break
-            time.sleep(1)
-        assert worker.poll() is None, log_path.read_text()[-3000:]
-        assert got == expected
-        skipped = mongo_client[database_name]["sv_errors"].count_documents({})
-        assert skipped == 0, "tombstones must be skipped, not dead-lettered"
+        assert wait_for_views(worker, mongo_client[database_name], expected, 150, log_path) == expected
+        assert mongo_client[database_name]["sv_errors"].count_documents({}) == 0, "tombstones are skipped"
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=30)
