@@ -5,7 +5,7 @@ DEMO_DIR := .data/demo
 DEMO_DB ?= singleview_demo
 DEMO_CUSTOMERS ?= 200
 
-.PHONY: install mongo pubsub stop demo test bench clean
+.PHONY: install mongo pubsub kafka beam-java stop demo test bench clean
 
 install: .venv/.installed
 
@@ -21,9 +21,16 @@ mongo: install
 pubsub:
 	scripts/pubsub.sh start
 
+kafka:
+	scripts/kafka.sh start
+
+beam-java:
+	scripts/beam-java.sh
+
 stop:
 	scripts/mongo.sh stop
 	scripts/pubsub.sh stop
+	scripts/kafka.sh stop
 
 demo: mongo
 	scripts/demo.sh

@@ -13,7 +13,8 @@ PIPELINE = [
     "google-cloud-pubsub==2.44.0",
 ]
 SERVING = ["fastapi==0.165.0", "uvicorn==0.54.0", "prometheus-client==0.26.0"]
-TEST = ["pytest==9.2.0", "hypothesis==6.170.17", "httpx==0.28.1", "playwright==1.65.2"]
+KAFKA = ["confluent-kafka==2.16.1"]
+TEST = KAFKA + ["pytest==9.2.0", "hypothesis==6.170.17", "httpx==0.28.1", "playwright==1.65.2"]
 
 setuptools.setup(
     name="singleview",
@@ -23,6 +24,6 @@ setuptools.setup(
     package_data={"singleview.serving": ["static/*"]},
     python_requires=">=3.11",
     install_requires=PIPELINE,
-    extras_require={"serving": SERVING, "test": SERVING + TEST},
+    extras_require={"serving": SERVING, "kafka": KAFKA, "test": SERVING + TEST},
     entry_points={"console_scripts": ["singleview-pipeline = singleview.pipelines.single_view:main"]},
 )

@@ -31,12 +31,22 @@ class DecodeError(ValueError):
 
 @dataclass(frozen=True)
 class RawMessage:
-    """A message as a source delivers it (file line, Pub/Sub or Kafka)."""
+    """A message as a source delivers it (file line, Pub/Sub or Kafka).
+
+    Kafka records also carry their `key`; a null Kafka value arrives as empty
+    `data`, so a keyed message without data is a tombstone.
+    """
 
     source: str
     data: bytes
     attributes: Mapping[str, str] = field(default_factory=dict)
     publish_time: datetime | None = None
+    key: bytes | None = None
+
+    @property
+    def is_tombstone(self) -> bool:
+        """Kafka's delete marker for log compaction: nothing to apply."""
+        return self.key is not None and not self.data
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,31 @@ def pubsub_host():
     return host
 
 
+def batch_views(tmp_path, generated, mongo_uri, mongo_client, database_name) -> dict:
+    """The single views a batch run writes for the generated events (its database dropped after)."""
+    batch_db = f"{database_name}_batch"
+    for source, lines in generated.items():
+        (tmp_path / f"{source}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    try:
+        run_into(mongo_uri, batch_db, [f"--input={s}={tmp_path / f'{s}.jsonl'}" for s in SOURCES])
+        return views(mongo_client[batch_db])
+    finally:
+        mongo_client.drop_database(batch_db)
+
+
+def wait_for_views(worker, database, expected, seconds, log_path) -> dict:
+    """Poll the streaming run's views until they equal `expected` or time runs out; the run must stay up."""
+    deadline = time.monotonic() + seconds
+    got = {}
+    while time.monotonic() < deadline and worker.poll() is None:
+        got = views(database)
+        if got == expected:
+            break
+        time.sleep(1)
+    assert worker.poll() is None, log_path.read_text()[-3000:]
+    return got
+
+
 def test_parse_pubsub_url():
     assert parse_pubsub_url("pubsub://projects/p/subscriptions/s") == ("subscription", "projects/p/subscriptions/s")
     assert parse_pubsub_url("pubsub://projects/p/topics/t") == ("topic", "projects/p/topics/t")
@@ -38,14 +63,7 @@ def test_parse_pubsub_url():
 
 def test_streaming_converges_to_batch(tmp_path, pubsub_host, mongo_uri, mongo_client, database_name):
     generated = generate(customers=12, seed=9)
-    batch_db = f"{database_name}_batch"
-    for source, lines in generated.items():
-        (tmp_path / f"{source}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    try:
-        run_into(mongo_uri, batch_db, [f"--input={s}={tmp_path / f'{s}.jsonl'}" for s in SOURCES])
-        expected = views(mongo_client[batch_db])
-    finally:
-        mongo_client.drop_database(batch_db)
+    expected = batch_views(tmp_path, generated, mongo_uri, mongo_client, database_name)
 
     suffix = database_name[-10:]
     args = []
@@ -60,15 +78,7 @@ def test_streaming_converges_to_batch(tmp_path, pubsub_host, mongo_uri, mongo_cl
         for source, lines in generated.items():
             publish(PROJECT, f"{source}-{suffix}", [m.data for line in lines for m in split_line(source, line)],
                     {"source": source})
-        deadline = time.monotonic() + 120
-        got = {}
-        while time.monotonic() < deadline and worker.poll() is None:
-            got = views(mongo_client[database_name])
-            if got == expected:
-                break
-            time.sleep(1)
-        assert worker.poll() is None, (tmp_path / "stream.log").read_text()[-3000:]
-        assert got == expected
+        assert wait_for_views(worker, mongo_client[database_name], expected, 120, tmp_path / "stream.log") == expected
     finally:
         worker.terminate()
         worker.wait(timeout=30)

@@ -42,7 +42,10 @@ FORMATS: dict[str, Decoder] = {
 
 
 def decode(message: RawMessage, config: DecoderConfig, fmt: str | None = None) -> list[ChangeEvent]:
-    """Decode with the named format, or the source's default one."""
+    """Decode with the named format, or the source's default one; a Kafka
+    tombstone decodes to no events whatever the format (it is skipped)."""
+    if message.is_tombstone:
+        return []
     decoder = FORMATS.get(fmt) if fmt is not None else DECODERS.get(message.source)
     if decoder is None:
         raise DecodeError(f"unknown format {fmt!r}" if fmt is not None

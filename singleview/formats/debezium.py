@@ -124,7 +124,9 @@ def _envelope(document: Any) -> tuple[dict | None, dict]:
 
 @guarded
 def decode_debezium(message: RawMessage, config: Any) -> list[ChangeEvent]:
-    """A tombstone (null value) only tells Kafka compaction to drop the key, so it is skipped."""
+    """On Kafka the record key holds the row's primary key: it is checked against
+    the row, or names the row of a delete without a `before` image. A tombstone
+    (null value) only tells Kafka compaction to drop the key, so it is skipped."""
     payload, columns = _envelope(load_json(message.data))
     if payload is None:
         return []
@@ -142,13 +144,21 @@ def decode_debezium(message: RawMessage, config: Any) -> list[ChangeEvent]:
         image, event_op = payload.get("before"), DELETE
     else:
         raise DecodeError(f"unknown op {op!r}")
+    key_id = _key_id(message, table)
+    if image is None and event_op == DELETE and key_id is not None:
+        image = {}
     image = as_object(image, "after" if event_op == UPSERT else "before (needed for a delete)")
     version = make_version(
         as_int(require(source, "ts_ms", "source"), "source.ts_ms"),
         _binlog_file(require(source, "file", "source")),
         as_int(require(source, "pos", "source"), "source.pos"),
         as_int(source.get("row", 0), "source.row"))
-    entity_id = as_id(image.get(table.id_column), table.id_column)
+    if image.get(table.id_column) is None and key_id is not None:
+        entity_id = key_id
+    else:
+        entity_id = as_id(image.get(table.id_column), table.id_column)
+        if key_id not in (None, entity_id):
+            raise DecodeError(f"record key {table.id_column}={key_id!r} does not match the row's {entity_id!r}")
     parent_id = as_id(image.get(table.parent_column), table.parent_column) if table.parent_column else None
     fields: dict[str, Any] = {}
     if event_op == UPSERT:
@@ -160,6 +170,18 @@ def decode_debezium(message: RawMessage, config: Any) -> list[ChangeEvent]:
             fields["customer_email"] = normalise_email(fields["customer_email"])
     return [ChangeEvent(message.source, entity_id, event_op, version, fields,
                         full_image=event_op == UPSERT, parent_id=parent_id)]
+
+
+def _key_id(message: RawMessage, table: Table) -> str | None:
+    """The row's primary key from the Kafka record key, Debezium's key struct
+    (with or without the schema wrapper); None when the message has no key."""
+    if not message.key:
+        return None
+    document = load_json(message.key)
+    if isinstance(document, dict) and table.id_column not in document and "payload" in document:
+        document = document["payload"]
+    document = as_object(document, "Debezium record key")
+    return as_id(require(document, table.id_column, "Debezium record key"), f"record key {table.id_column}")
 
 
 def _binlog_file(value: Any) -> str:

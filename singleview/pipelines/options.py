@@ -11,7 +11,8 @@ class SingleViewOptions(PipelineOptions):
     def _add_argparse_args(cls, parser):
         parser.add_argument(
             "--input", action="append", default=[], metavar="SOURCE=GLOB",
-            help=f"an input per source, one of {', '.join(SOURCES)}; repeatable")
+            help=f"an input per source, one of {', '.join(SOURCES)}; repeatable. Streaming:"
+                 " pubsub://projects/P/subscriptions/S or kafka://HOST:PORT/TOPIC")
         parser.add_argument("--mode", choices=["incremental", "rebuild"], default="incremental",
                             help="rebuild: recompute every single view from the projection collections")
         parser.add_argument("--mongo_uri", default=None,
@@ -24,6 +25,9 @@ class SingleViewOptions(PipelineOptions):
                             help="page views kept in browsing_history")
         parser.add_argument("--decimal_scale", type=int, default=4,
                             help="DECIMAL scale when Debezium schemas are off")
+        parser.add_argument("--kafka_expansion_service", default=None, metavar="HOST:PORT",
+                            help="expansion service for kafka:// inputs (default: start the project's,"
+                                 " whose Kafka reader runs inside Flink)")
         parser.add_argument("--category_pattern", default=r"/(?:category|c)/([^/?#]+)",
                             help="regex whose first group is a page view's category")
 

@@ -16,6 +16,7 @@ from singleview.io.mongodb import (MongoTarget, ScanProjectionsFn, WriteDeadLett
 from singleview.io.sources import ReadMessages
 from singleview.merge import CHILD_OF
 from singleview.pipelines.options import SingleViewOptions, parse_inputs
+from singleview.pipelines.portable import with_runner_defaults
 from singleview.transforms.decode import DEAD_LETTERS, DecodeMessages
 from singleview.transforms.merge import STREAMS, MergeSingleViews
 from singleview.transforms.project import BATCH, ProjectChanges
@@ -120,28 +121,33 @@ def build(pipeline: beam.Pipeline, options: SingleViewOptions):
     target = MongoTarget.from_env(options.mongo_uri, options.database)
     config = DecoderConfig(decimal_scale=options.decimal_scale, category_pattern=options.category_pattern)
     streaming = options.view_as(StandardOptions).streaming
-    messages = {source: pipeline | f"Read {source}" >> read(source, pattern, streaming)
+    messages = {source: pipeline | f"Read {source}" >> read(source, pattern, streaming, options)
                 for source, pattern in inputs.items()}
     view = SingleViewPipeline(target, config, options.history_cap,
                               options.window_seconds if streaming else None)
     return messages | "SingleView" >> view, target, None
 
 
-def read(source: str, location: str, streaming: bool) -> beam.PTransform:
-    """Files by glob in batch; `pubsub://projects/P/subscriptions/S` (or topics/T) when streaming."""
-    if location.startswith("pubsub://"):
-        if not streaming:
-            raise ValueError(f"{source}: a Pub/Sub input needs --streaming")
+def read(source: str, location: str, streaming: bool, options: SingleViewOptions) -> beam.PTransform:
+    """Files by glob in batch; when streaming, `pubsub://projects/P/subscriptions/S`
+    (or topics/T) or `kafka://HOST:PORT/TOPIC`."""
+    scheme = location.partition("://")[0] if "://" in location else None
+    if scheme in ("pubsub", "kafka") and not streaming:
+        raise ValueError(f"{source}: a {scheme}:// input needs --streaming")
+    if scheme == "pubsub":
         from singleview.io.pubsub import ReadPubSubMessages, parse_pubsub_url
         _, path = parse_pubsub_url(location)
         return ReadPubSubMessages(source, path)
+    if scheme == "kafka":
+        from singleview.io.kafka import ReadKafkaMessages
+        return ReadKafkaMessages(source, location, options.kafka_expansion_service)
     if streaming:
-        raise ValueError(f"{source}: --streaming reads pubsub:// inputs, got {location!r}")
+        raise ValueError(f"{source}: --streaming reads pubsub:// or kafka:// inputs, got {location!r}")
     return ReadMessages(source, location)
 
 
 def run(argv=None) -> Summary:
-    options = SingleViewOptions(argv)
+    options = SingleViewOptions(with_runner_defaults(sys.argv[1:] if argv is None else list(argv)))
     pipeline = beam.Pipeline(options=options)
     _, target, rebuild_id = build(pipeline, options)
     ensure_indexes(target)
