@@ -342,5 +342,5 @@ def remove_views_not_rebuilt(target: MongoTarget, rebuild_id: str) -> int:
 
 class WriteDeadLettersFn(_MongoDoFn):
     def process(self, batch):
-        self.db[DEAD_LETTERS].insert_many([dataclasses.asdict(d) for d in batch], ordered=False)
+        self.db[DEAD_LETTERS].insert_many([d.to_doc() for d in batch], ordered=False)
         yield len(batch)

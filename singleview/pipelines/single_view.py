@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import StandardOptions
+from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
+from apache_beam.runners.runner import PipelineRunner
 
 from singleview.formats import DecoderConfig
 from singleview.io.mongodb import (MongoTarget, ScanProjectionsFn, WriteDeadLettersFn, ensure_indexes,
@@ -140,9 +142,20 @@ def read(source: str, location: str, streaming: bool) -> beam.PTransform:
     return ReadMessages(source, location)
 
 
+def streaming_runner(options) -> PipelineRunner | None:
+    """Streaming on the DirectRunner is the BundleBasedDirectRunner: the one that streams.
+
+    The plain DirectRunner would first try Prism, downloading its binary at start.
+    """
+    standard = options.view_as(StandardOptions)
+    if standard.streaming and standard.runner in (None, "DirectRunner", "SwitchingDirectRunner"):
+        return BundleBasedDirectRunner()
+    return None
+
+
 def run(argv=None) -> Summary:
     options = SingleViewOptions(argv)
-    pipeline = beam.Pipeline(options=options)
+    pipeline = beam.Pipeline(runner=streaming_runner(options), options=options)
     _, target, rebuild_id = build(pipeline, options)
     ensure_indexes(target)
     result = pipeline.run()
