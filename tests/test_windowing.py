@@ -24,7 +24,7 @@ from singleview.io.sources import split_line
 from singleview.model import SOURCES, RawMessage
 from singleview.pipelines.single_view import SingleViewPipeline
 from singleview.samples import generate
-from singleview.transforms.window import ALLOWED_LATENESS_SECONDS, WindowChanges
+from singleview.transforms.window import ALLOWED_LATENESS_SECONDS, PUBLISH, WindowChanges
 
 from tests.test_pipeline import run_into, views
 
@@ -46,11 +46,12 @@ def streaming_options() -> PipelineOptions:
 
 
 def run_stream(stream: TestStream, target: MongoTarget):
-    """Run the streaming graph (windowed) on one TestStream of RawMessages split by source."""
+    """Run the streaming graph on one TestStream of RawMessages split by source, windowed by
+    their (TestStream) timestamps so that panes come early, on time and late as scripted."""
     with beam.Pipeline(options=streaming_options()) as p:
         messages = p | stream
         by_source = {s: messages | f"Only {s}" >> beam.Filter(lambda m, s=s: m.source == s) for s in SOURCES}
-        by_source | SingleViewPipeline(target, DecoderConfig(), window_seconds=1)
+        by_source | SingleViewPipeline(target, DecoderConfig(), window_seconds=1, window_by=PUBLISH)
 
 
 class RecordPane(beam.DoFn):
@@ -79,7 +80,7 @@ def test_panes_fire_early_on_time_and_late_and_each_holds_only_its_own_events():
               .add_elements([TimestampedValue("e", 25.0)])   # in a window already closed on time
               .advance_watermark_to_infinity())
     with beam.Pipeline(options=streaming_options()) as p:
-        panes = (p | stream | WindowChanges(1) | beam.Map(lambda change: ("customer", change))
+        panes = (p | stream | WindowChanges(1, PUBLISH) | beam.Map(lambda change: ("customer", change))
                  | beam.GroupByKey() | beam.ParDo(RecordPane()))
         assert_that(panes, equal_to([
             (10, PaneInfoTiming.EARLY, 0, ["a", "b"]),
@@ -88,6 +89,23 @@ def test_panes_fire_early_on_time_and_late_and_each_holds_only_its_own_events():
             (10, PaneInfoTiming.LATE, 3, ["d"]),
             (25, PaneInfoTiming.LATE, 0, ["e"]),
         ]))
+
+
+def test_windows_by_arrival_put_a_backlog_in_one_on_time_pane():
+    """What the pipeline does by default: events published long ago are not late."""
+    stream = (TestStream()
+              .advance_watermark_to(100)
+              .add_elements([TimestampedValue("a", 10), TimestampedValue("b", 11)])
+              .advance_watermark_to_infinity())
+    with beam.Pipeline(options=streaming_options()) as p:
+        panes = (p | stream | WindowChanges(3600) | beam.Map(lambda change: ("customer", change))
+                 | beam.GroupByKey() | beam.ParDo(RecordPane()) | beam.MapTuple(lambda _, *rest: rest))
+        assert_that(panes, equal_to([(PaneInfoTiming.ON_TIME, 0, ["a", "b"])]))
+
+
+def test_window_by_is_checked():
+    with pytest.raises(ValueError, match="arrival"):
+        WindowChanges(1, "event")
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from singleview.pipelines.options import SingleViewOptions, parse_inputs
 from singleview.transforms.decode import DEAD_LETTERS, DecodeMessages
 from singleview.transforms.merge import STREAMS, MergeSingleViews
 from singleview.transforms.project import BATCH, ProjectChanges
-from singleview.transforms.window import WindowChanges
+from singleview.transforms.window import ARRIVAL, WindowChanges
 
 
 def stream_of(source: str) -> str:
@@ -33,12 +33,13 @@ class SingleViewPipeline(beam.PTransform):
     """Messages per source -> single views and dead letters in MongoDB."""
 
     def __init__(self, target: MongoTarget, config: DecoderConfig, history_cap: int = 100,
-                 window_seconds: float | None = None):
+                 window_seconds: float | None = None, window_by: str = ARRIVAL):
         super().__init__()
         self.target = target
         self.config = config
         self.history_cap = history_cap
         self.window_seconds = window_seconds
+        self.window_by = window_by
 
     def expand(self, messages: dict):
         contributions = {name: [] for name in STREAMS}
@@ -48,7 +49,7 @@ class SingleViewPipeline(beam.PTransform):
             dead.append(decoded[DEAD_LETTERS])
             events = decoded.events
             if self.window_seconds:
-                events = events | f"Window {source}" >> WindowChanges(self.window_seconds)
+                events = events | f"Window {source}" >> WindowChanges(self.window_seconds, self.window_by)
             contributions[stream_of(source)].append(
                 events | f"Project {source}" >> ProjectChanges(source, self.target, self.history_cap))
         streams = {name: parts | f"Flatten {name}" >> beam.Flatten()
@@ -125,7 +126,7 @@ def build(pipeline: beam.Pipeline, options: SingleViewOptions):
     messages = {source: pipeline | f"Read {source}" >> read(source, pattern, streaming)
                 for source, pattern in inputs.items()}
     view = SingleViewPipeline(target, config, options.history_cap,
-                              options.window_seconds if streaming else None)
+                              options.window_seconds if streaming else None, options.window_by)
     return messages | "SingleView" >> view, target, None
 
 
