@@ -21,7 +21,7 @@ from singleview.pipelines.options import SingleViewOptions, parse_inputs
 from singleview.transforms.decode import DEAD_LETTERS, DecodeMessages
 from singleview.transforms.merge import STREAMS, MergeSingleViews
 from singleview.transforms.project import BATCH, ProjectChanges
-from singleview.transforms.window import ARRIVAL, WindowChanges
+from singleview.transforms.window import ARRIVAL, WindowChanges, WindowForMerge
 
 
 def stream_of(source: str) -> str:
@@ -54,6 +54,9 @@ class SingleViewPipeline(beam.PTransform):
                 events | f"Project {source}" >> ProjectChanges(source, self.target, self.history_cap))
         streams = {name: parts | f"Flatten {name}" >> beam.Flatten()
                    for name, parts in contributions.items() if parts}
+        if self.window_seconds:
+            streams = {name: pcoll | f"WindowForMerge {name}" >> WindowForMerge(self.window_seconds)
+                       for name, pcoll in streams.items()}
         written = streams | "Merge" >> MergeSingleViews(self.target, self.history_cap)
         if dead:
             (dead | "FlattenDeadLetters" >> beam.Flatten()

@@ -43,3 +43,22 @@ class WindowChanges(beam.PTransform):
                 late=trigger.AfterCount(1)),
             allowed_lateness=ALLOWED_LATENESS_SECONDS,
             accumulation_mode=trigger.AccumulationMode.DISCARDING)
+
+
+class WindowForMerge(beam.PTransform):
+    """The same windows for the merge, firing once when the window is complete (and per late change).
+
+    Left to itself the merge would inherit the early firings, which fire as
+    each stream's projections arrive: a write of the same views per stream.
+    """
+
+    def __init__(self, window_seconds: float):
+        super().__init__()
+        self.window_seconds = window_seconds
+
+    def expand(self, pcoll):
+        return pcoll | "FixedWindows" >> beam.WindowInto(
+            window.FixedWindows(self.window_seconds),
+            trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
+            allowed_lateness=ALLOWED_LATENESS_SECONDS,
+            accumulation_mode=trigger.AccumulationMode.DISCARDING)
