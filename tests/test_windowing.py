@@ -12,7 +12,7 @@ import random
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing import test_stream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.trigger import AccumulationMode
 from apache_beam.transforms.window import TimestampedValue
@@ -45,7 +45,7 @@ def streaming_options() -> PipelineOptions:
     return options
 
 
-def run_stream(stream: TestStream, target: MongoTarget):
+def run_stream(stream: test_stream.TestStream, target: MongoTarget):
     """Run the streaming graph on one TestStream of RawMessages split by source, windowed by
     their (TestStream) timestamps so that panes come early, on time and late as scripted."""
     with beam.Pipeline(options=streaming_options()) as p:
@@ -68,7 +68,7 @@ def test_window_changes_is_what_the_design_asks_for():
 
 
 def test_panes_fire_early_on_time_and_late_and_each_holds_only_its_own_events():
-    stream = (TestStream()
+    stream = (test_stream.TestStream()
               .advance_watermark_to(10)
               .add_elements([TimestampedValue("a", 10.1), TimestampedValue("b", 10.2)])
               .advance_processing_time(2)                    # early pane: a, b
@@ -93,7 +93,7 @@ def test_panes_fire_early_on_time_and_late_and_each_holds_only_its_own_events():
 
 def test_windows_by_arrival_put_a_backlog_in_one_on_time_pane():
     """What the pipeline does by default: events published long ago are not late."""
-    stream = (TestStream()
+    stream = (test_stream.TestStream()
               .advance_watermark_to(100)
               .add_elements([TimestampedValue("a", 10), TimestampedValue("b", 11)])
               .advance_watermark_to_infinity())
@@ -138,7 +138,7 @@ def panes_of_every_kind(published):
     """Per window: an early pane, then the on-time pane; every fifth message held back and sent late."""
     late = published[::5]
     held = {id(m) for _, m in late}
-    stream = TestStream().advance_watermark_to(START)
+    stream = test_stream.TestStream().advance_watermark_to(START)
     for offset in range(0, len(published), PER_WINDOW):
         window = [TimestampedValue(m, t) for t, m in published[offset:offset + PER_WINDOW] if id(m) not in held]
         half = len(window) // 2
@@ -152,7 +152,7 @@ def panes_of_every_kind(published):
 
 def every_message_twice(published):
     """Each message on time, then again in a late pane (a redelivery)."""
-    stream = TestStream().advance_watermark_to(START)
+    stream = test_stream.TestStream().advance_watermark_to(START)
     for offset in range(0, len(published), PER_WINDOW):
         stream = (stream.add_elements([TimestampedValue(m, t) for t, m in published[offset:offset + PER_WINDOW]])
                   .advance_watermark_to(START + (offset + PER_WINDOW) / PER_WINDOW))
@@ -162,7 +162,7 @@ def every_message_twice(published):
 def out_of_order(published):
     """Newest first, in bundles of ten, with the watermark far ahead: all but the first bundle late."""
     reverse = [TimestampedValue(m, t) for t, m in reversed(published)]
-    stream = TestStream().advance_watermark_to(START)
+    stream = test_stream.TestStream().advance_watermark_to(START)
     for offset in range(0, len(reverse), 10):
         stream = stream.add_elements(reverse[offset:offset + 10]).advance_processing_time(1)
         if offset == 0:
@@ -181,7 +181,7 @@ def test_a_late_event_behind_the_watermark_is_applied(mongo_uri, database_name, 
     create = salesforce("003L", 1, Email="Late@Example.com", Phone="1")
     newer = salesforce("003L", 3, Phone="3")
     older = salesforce("003L", 2, Phone="2", Name={"FirstName": "Lena"})
-    stream = (TestStream()
+    stream = (test_stream.TestStream()
               .advance_watermark_to(0)
               .add_elements([TimestampedValue(create, 10), TimestampedValue(newer, 11)])
               .advance_processing_time(5)
