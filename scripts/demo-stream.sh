@@ -65,10 +65,14 @@ $PY -m singleview.samples publish --customers "$CUSTOMERS" --rate "$RATE" --proj
 PIDS+=($!)
 
 echo "   portal: http://127.0.0.1:$PORT/portal (API key: demo-key); Ctrl-C stops the demo"
-$PY - "$URI" "$DB" "$DURATION" <<'PYEOF'
+$PY - "$URI" "$DB" "$DURATION" <<'PYEOF' &
+import os
+import signal
 import sys
 import time
 import pymongo
+for stop in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(stop, lambda *_: os._exit(0))
 uri, db, duration = sys.argv[1], sys.argv[2], float(sys.argv[3])
 views = pymongo.MongoClient(uri, tz_aware=True)[db]["customer_sv"]
 fields = {"name": 1, "_rev": 1, "stats.order_count": 1, "stats.lifetime_value": 1,
@@ -84,3 +88,6 @@ while time.monotonic() - start < duration:
               f"  value {stats.get('lifetime_value') or {}}  pages viewed {pages}")
     time.sleep(1)
 PYEOF
+WATCH=$!
+PIDS+=($WATCH)
+wait "$WATCH"

@@ -63,6 +63,23 @@ def archive(project: str, subscription: str, count: int, path: Path) -> list[dic
     return records
 
 
+def test_the_local_server_answers_an_empty_pull_at_once(pubsub_host, database_name):
+    """pstest held it 500 ms, stalling the DirectRunner's one worker on every idle subscription."""
+    from google.cloud import pubsub_v1
+    name = f"empty-{database_name[-10:]}"
+    ensure_topic_and_subscription(PROJECT, name, name)
+    subscriber = pubsub_v1.SubscriberClient()
+    try:
+        path = subscriber.subscription_path(PROJECT, name)
+        subscriber.pull(subscription=path, max_messages=10, timeout=10)  # connect
+        started = time.monotonic()
+        response = subscriber.pull(subscription=path, max_messages=10, timeout=10)
+        assert not response.received_messages
+        assert time.monotonic() - started < 0.4
+    finally:
+        subscriber.close()
+
+
 def test_streaming_uses_the_runner_that_streams_and_downloads_nothing():
     assert isinstance(streaming_runner(SingleViewOptions(["--streaming"])), BundleBasedDirectRunner)
     assert isinstance(streaming_runner(SingleViewOptions(["--streaming", "--runner", "DirectRunner"])),
