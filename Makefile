@@ -5,7 +5,7 @@ DEMO_DIR := .data/demo
 DEMO_DB ?= singleview_demo
 DEMO_CUSTOMERS ?= 200
 
-.PHONY: install mongo pubsub kafka beam-java stop demo test bench clean
+.PHONY: install mongo pubsub kafka beam-java stop demo demo-stream test bench bench-freshness clean
 
 install: .venv/.installed
 
@@ -35,12 +35,19 @@ stop:
 demo: mongo
 	scripts/demo.sh
 
+# RATE (messages/s, default 50) and DURATION (s, default 60); stops what it started.
+demo-stream: install
+	RATE="$(RATE)" DURATION="$(DURATION)" scripts/demo-stream.sh
+
 test: install
 	scripts/mongo.sh start
 	$(PY) -m pytest -q tests; status=$$?; $(MAKE) --no-print-directory stop; exit $$status
 
 bench: mongo
 	$(PY) bench/batch_throughput.py --events 100000
+
+bench-freshness: install
+	$(PY) bench/freshness.py --rate $(or $(RATE),500) --duration $(or $(DURATION),30)
 
 clean: stop
 	rm -rf .data .venv

@@ -80,17 +80,26 @@ class ChangeEvent:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A message that could not be used, kept with the reason."""
+    """A message that could not be used, kept with the reason and what the
+    source said about it (attributes, publish time) so it can be found there."""
 
     source: str
     reason: str
     payload: str
     at: datetime
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    published_at: datetime | None = None
 
     @classmethod
     def of(cls, message: RawMessage, reason: str) -> "DeadLetter":
         payload = message.data[:MAX_PAYLOAD_BYTES].decode("utf-8", "replace")
-        return cls(message.source, reason, payload, utcnow())
+        return cls(message.source, reason, payload, utcnow(), dict(message.attributes), message.publish_time)
+
+    def to_doc(self) -> dict:
+        """Attribute names may hold `.` or start with `$`, so they are kept as name/value pairs."""
+        doc = dataclasses.asdict(self)
+        doc["attributes"] = [{"name": k, "value": v} for k, v in sorted(self.attributes.items())]
+        return doc
 
 
 def make_version(*parts: int | str) -> str:

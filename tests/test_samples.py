@@ -151,3 +151,12 @@ def test_cli_writes_jsonl_and_avro_with_the_same_messages(tmp_path, capsys):
             records = list(fastavro.reader(handle))
         assert [r["message"] for r in records] == lines
         assert all(r["attributes"]["source"] == source for r in records)
+
+
+def test_publish_order_interleaves_the_sources_and_keeps_each_order():
+    from singleview.samples.__main__ import interleave
+    queue = interleave({"crm": [b"c1", b"c2"], "orders": [b"o1", b"o2", b"o3", b"o4"]})
+    assert sorted(queue) == sorted([("crm", b"c1"), ("crm", b"c2"), ("orders", b"o1"), ("orders", b"o2"),
+                                    ("orders", b"o3"), ("orders", b"o4")])
+    assert [d for s, d in queue if s == "orders"] == [b"o1", b"o2", b"o3", b"o4"]
+    assert queue[:3] == [("orders", b"o1"), ("crm", b"c1"), ("orders", b"o2")]

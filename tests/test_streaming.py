@@ -7,11 +7,16 @@ import sys
 import time
 from pathlib import Path
 
+import fastavro
 import pytest
+from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 
 from singleview.io.pubsub import ensure_topic_and_subscription, parse_pubsub_url, publish
 from singleview.io.sources import split_line
+from singleview.pipelines.options import SingleViewOptions
+from singleview.pipelines.single_view import streaming_runner
 from singleview.samples import generate
+from singleview.samples.__main__ import ARCHIVE_SCHEMA
 
 from tests.test_pipeline import SOURCES, run_into, views
 
@@ -40,13 +45,14 @@ def batch_views(tmp_path, generated, mongo_uri, mongo_client, database_name) -> 
         mongo_client.drop_database(batch_db)
 
 
-def wait_for_views(worker, database, expected, seconds, log_path) -> dict:
-    """Poll the streaming run's views until they equal `expected` or time runs out; the run must stay up."""
+def wait_for_views(worker, database, expected, seconds, log_path, dead_letters: int = 0) -> dict:
+    """Poll the streaming run's views until they equal `expected` (and as many dead letters are in)
+    or time runs out; the run must stay up."""
     deadline = time.monotonic() + seconds
     got = {}
     while time.monotonic() < deadline and worker.poll() is None:
         got = views(database)
-        if got == expected:
+        if got == expected and database["sv_errors"].count_documents({}) >= dead_letters:
             break
         time.sleep(1)
     assert worker.poll() is None, log_path.read_text()[-3000:]
@@ -61,7 +67,55 @@ def test_parse_pubsub_url():
             parse_pubsub_url(bad)
 
 
-def test_streaming_converges_to_batch(tmp_path, pubsub_host, mongo_uri, mongo_client, database_name):
+def archive(project: str, subscription: str, count: int, path: Path) -> list[dict]:
+    """Drain a subscription into a Pub/Sub-archive Avro file, as a Cloud Storage subscription writes it."""
+    from google.cloud import pubsub_v1
+    subscriber = pubsub_v1.SubscriberClient()
+    name = subscriber.subscription_path(project, subscription)
+    records = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(records) < count and time.monotonic() < deadline:
+            response = subscriber.pull(subscription=name, max_messages=1000, timeout=10)
+            records += [{"message": r.message.data, "attributes": dict(r.message.attributes),
+                         "timestamp": int(r.message.publish_time.timestamp() * 1000)}
+                        for r in response.received_messages]
+            if response.received_messages:
+                subscriber.acknowledge(subscription=name, ack_ids=[r.ack_id for r in response.received_messages])
+    finally:
+        subscriber.close()
+    with open(path, "wb") as handle:
+        fastavro.writer(handle, fastavro.parse_schema(ARCHIVE_SCHEMA), records)
+    return records
+
+
+def test_the_local_server_answers_an_empty_pull_at_once(pubsub_host, database_name):
+    """pstest held it 500 ms, stalling the DirectRunner's one worker on every idle subscription."""
+    from google.cloud import pubsub_v1
+    name = f"empty-{database_name[-10:]}"
+    ensure_topic_and_subscription(PROJECT, name, name)
+    subscriber = pubsub_v1.SubscriberClient()
+    try:
+        path = subscriber.subscription_path(PROJECT, name)
+        subscriber.pull(subscription=path, max_messages=10, timeout=10)  # connect
+        started = time.monotonic()
+        response = subscriber.pull(subscription=path, max_messages=10, timeout=10)
+        assert not response.received_messages
+        assert time.monotonic() - started < 0.4
+    finally:
+        subscriber.close()
+
+
+def test_streaming_uses_the_runner_that_streams_and_downloads_nothing():
+    assert isinstance(streaming_runner(SingleViewOptions(["--streaming"])), BundleBasedDirectRunner)
+    assert isinstance(streaming_runner(SingleViewOptions(["--streaming", "--runner", "DirectRunner"])),
+                      BundleBasedDirectRunner)
+    assert streaming_runner(SingleViewOptions(["--streaming", "--runner", "FlinkRunner"])) is None
+    assert streaming_runner(SingleViewOptions([])) is None
+
+
+def test_streaming_converges_to_batch_and_to_the_archive_replay(tmp_path, pubsub_host, mongo_uri, mongo_client,
+                                                                 database_name):
     generated = generate(customers=12, seed=9)
     expected = batch_views(tmp_path, generated, mongo_uri, mongo_client, database_name)
 
@@ -69,16 +123,38 @@ def test_streaming_converges_to_batch(tmp_path, pubsub_host, mongo_uri, mongo_cl
     args = []
     for source in SOURCES:
         ensure_topic_and_subscription(PROJECT, f"{source}-{suffix}", f"{source}-{suffix}")
+        ensure_topic_and_subscription(PROJECT, f"{source}-{suffix}", f"{source}-{suffix}-archive")
         args.append(f"--input={source}=pubsub://projects/{PROJECT}/subscriptions/{source}-{suffix}")
     log = open(tmp_path / "stream.log", "wb")
     worker = subprocess.Popen([sys.executable, str(ROOT / "run_pipeline.py"), "--streaming", "--mongo_uri", mongo_uri,
                                "--database", database_name, *args], stdout=log, stderr=subprocess.STDOUT,
                               env=dict(os.environ, PUBSUB_EMULATOR_HOST=pubsub_host))
+    published = {}
     try:
         for source, lines in generated.items():
-            publish(PROJECT, f"{source}-{suffix}", [m.data for line in lines for m in split_line(source, line)],
-                    {"source": source})
-        assert wait_for_views(worker, mongo_client[database_name], expected, 120, tmp_path / "stream.log") == expected
+            data = [m.data for line in lines for m in split_line(source, line)]
+            published[source] = publish(PROJECT, f"{source}-{suffix}", data, {"source": source})
+        published["crm"] += publish(PROJECT, f"crm-{suffix}", [b"not json"], {"source": "crm", "sf.org": "00D1"})
+        assert wait_for_views(worker, mongo_client[database_name], expected, 120, tmp_path / "stream.log",
+                              dead_letters=1) == expected
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+    dead = mongo_client[database_name]["sv_errors"].find_one({"source": "crm"})
+    assert dead["attributes"] == [{"name": "sf.org", "value": "00D1"}, {"name": "source", "value": "crm"}]
+    assert dead["published_at"] is not None and dead["payload"] == "not json"
+
+    replay_db = f"{database_name}_replay"
+    inputs = []
+    for source in SOURCES:
+        path = tmp_path / f"{source}.avro"
+        records = archive(PROJECT, f"{source}-{suffix}-archive", published[source], path)
+        assert len(records) == published[source]
+        assert all(r["attributes"]["source"] == source and r["timestamp"] > 0 for r in records)
+        inputs.append(f"--input={source}={path}")
+    try:
+        run_into(mongo_uri, replay_db, inputs)
+        assert views(mongo_client[replay_db]) == expected
+    finally:
+        mongo_client.drop_database(replay_db)

@@ -10,12 +10,13 @@ import copy
 import dataclasses
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 import apache_beam as beam
 import pymongo
 from apache_beam.metrics import Metrics
+from apache_beam.utils.shared import Shared
 from pymongo import DeleteOne, InsertOne, ReplaceOne
 from pymongo.errors import BulkWriteError
 
@@ -49,6 +50,8 @@ class MongoTarget:
 
     uri: str = "mongodb://127.0.0.1:27017"
     database: str = "singleview"
+    # Copies of a target (one per DoFn, after pickling) share one client per process.
+    clients: Shared = field(default_factory=Shared, compare=False, repr=False)
 
     @classmethod
     def from_env(cls, uri: str | None = None, database: str | None = None) -> "MongoTarget":
@@ -57,6 +60,11 @@ class MongoTarget:
 
     def connect(self) -> pymongo.MongoClient:
         return pymongo.MongoClient(self.uri, tz_aware=True, serverSelectionTimeoutMS=10000)
+
+    def shared_client(self) -> pymongo.MongoClient:
+        """The streaming DirectRunner sets a DoFn up and tears it down for every
+        bundle; connecting each time cost more than the bundle's own work."""
+        return self.clients.acquire(self.connect)
 
 
 def find_by_ids(collection, ids: Iterable[str]) -> dict[str, dict]:
@@ -127,12 +135,11 @@ class _MongoDoFn(beam.DoFn):
         self._client = None
 
     def setup(self):
-        self._client = self.target.connect()
+        self._client = self.target.shared_client()
         self.db = self._client[self.target.database]
 
     def teardown(self):
-        if self._client is not None:
-            self._client.close()
+        self._client = self.db = None
 
 
 def child_ids(parent: Mapping) -> list[str]:
@@ -342,5 +349,5 @@ def remove_views_not_rebuilt(target: MongoTarget, rebuild_id: str) -> int:
 
 class WriteDeadLettersFn(_MongoDoFn):
     def process(self, batch):
-        self.db[DEAD_LETTERS].insert_many([dataclasses.asdict(d) for d in batch], ordered=False)
+        self.db[DEAD_LETTERS].insert_many([d.to_doc() for d in batch], ordered=False)
         yield len(batch)

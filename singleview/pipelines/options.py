@@ -21,6 +21,9 @@ class SingleViewOptions(PipelineOptions):
                             help="database name (default: $SINGLEVIEW_DATABASE, then singleview)")
         parser.add_argument("--window_seconds", type=float, default=1.0,
                             help="fixed window that batches writes (streaming)")
+        parser.add_argument("--window_by", choices=["arrival", "publish"], default="arrival",
+                            help="time that places a change in a window: when it was read, or its Pub/Sub "
+                                 "publish time (a backlog is then late on the DirectRunner: small writes)")
         parser.add_argument("--history_cap", type=int, default=100,
                             help="page views kept in browsing_history")
         parser.add_argument("--decimal_scale", type=int, default=4,

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import StandardOptions
+from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
+from apache_beam.runners.runner import PipelineRunner
 
 from singleview.formats import DecoderConfig
 from singleview.io.mongodb import (MongoTarget, ScanProjectionsFn, WriteDeadLettersFn, ensure_indexes,
@@ -20,7 +22,7 @@ from singleview.pipelines.portable import with_runner_defaults
 from singleview.transforms.decode import DEAD_LETTERS, DecodeMessages
 from singleview.transforms.merge import STREAMS, MergeSingleViews
 from singleview.transforms.project import BATCH, ProjectChanges
-from singleview.transforms.window import WindowChanges
+from singleview.transforms.window import ARRIVAL, WindowChanges, WindowForMerge
 
 
 def stream_of(source: str) -> str:
@@ -32,12 +34,13 @@ class SingleViewPipeline(beam.PTransform):
     """Messages per source -> single views and dead letters in MongoDB."""
 
     def __init__(self, target: MongoTarget, config: DecoderConfig, history_cap: int = 100,
-                 window_seconds: float | None = None):
+                 window_seconds: float | None = None, window_by: str = ARRIVAL):
         super().__init__()
         self.target = target
         self.config = config
         self.history_cap = history_cap
         self.window_seconds = window_seconds
+        self.window_by = window_by
 
     def expand(self, messages: dict):
         contributions = {name: [] for name in STREAMS}
@@ -47,11 +50,14 @@ class SingleViewPipeline(beam.PTransform):
             dead.append(decoded[DEAD_LETTERS])
             events = decoded.events
             if self.window_seconds:
-                events = events | f"Window {source}" >> WindowChanges(self.window_seconds)
+                events = events | f"Window {source}" >> WindowChanges(self.window_seconds, self.window_by)
             contributions[stream_of(source)].append(
                 events | f"Project {source}" >> ProjectChanges(source, self.target, self.history_cap))
         streams = {name: parts | f"Flatten {name}" >> beam.Flatten()
                    for name, parts in contributions.items() if parts}
+        if self.window_seconds:
+            streams = {name: pcoll | f"WindowForMerge {name}" >> WindowForMerge(self.window_seconds)
+                       for name, pcoll in streams.items()}
         written = streams | "Merge" >> MergeSingleViews(self.target, self.history_cap)
         if dead:
             (dead | "FlattenDeadLetters" >> beam.Flatten()
@@ -124,7 +130,7 @@ def build(pipeline: beam.Pipeline, options: SingleViewOptions):
     messages = {source: pipeline | f"Read {source}" >> read(source, pattern, streaming, options)
                 for source, pattern in inputs.items()}
     view = SingleViewPipeline(target, config, options.history_cap,
-                              options.window_seconds if streaming else None)
+                              options.window_seconds if streaming else None, options.window_by)
     return messages | "SingleView" >> view, target, None
 
 
@@ -146,9 +152,20 @@ def read(source: str, location: str, streaming: bool, options: SingleViewOptions
     return ReadMessages(source, location)
 
 
+def streaming_runner(options) -> PipelineRunner | None:
+    """Streaming on the DirectRunner is the BundleBasedDirectRunner: the one that streams.
+
+    The plain DirectRunner would first try Prism, downloading its binary at start.
+    """
+    standard = options.view_as(StandardOptions)
+    if standard.streaming and standard.runner in (None, "DirectRunner", "SwitchingDirectRunner"):
+        return BundleBasedDirectRunner()
+    return None
+
+
 def run(argv=None) -> Summary:
     options = SingleViewOptions(with_runner_defaults(sys.argv[1:] if argv is None else list(argv)))
-    pipeline = beam.Pipeline(options=options)
+    pipeline = beam.Pipeline(runner=streaming_runner(options), options=options)
     _, target, rebuild_id = build(pipeline, options)
     ensure_indexes(target)
     result = pipeline.run()

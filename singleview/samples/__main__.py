@@ -32,6 +32,14 @@ def write(out: Path, generated: dict[str, list[bytes]], fmt: str) -> dict[str, i
     return counts
 
 
+def interleave(by_source: dict[str, list[bytes]]) -> list[tuple[str, bytes]]:
+    """All sources side by side, each in its own order, as the systems would send
+    them: a customer's contact, orders and page views arrive at about the same time."""
+    tagged = [((i + 0.5) / len(messages), source, data)
+              for source, messages in by_source.items() for i, data in enumerate(messages)]
+    return [(source, data) for _, source, data in sorted(tagged, key=lambda item: item[:2])]
+
+
 def publish_main(argv) -> int:
     """Publish generated CDC to one topic per source (`<prefix><source>`) at a fixed rate."""
     parser = argparse.ArgumentParser(prog="python -m singleview.samples publish", description=publish_main.__doc__)
@@ -45,9 +53,8 @@ def publish_main(argv) -> int:
     from singleview.io.sources import split_line
 
     generated = generate(args.customers, args.seed)
-    queue = [(source, message.data) for source, lines in generated.items()
-             for line in lines for message in split_line(source, line)]
-    queue.sort(key=lambda item: item[1])
+    queue = interleave({source: [m.data for line in lines for m in split_line(source, line)]
+                        for source, lines in generated.items()})
     for source in generated:
         ensure_topic_and_subscription(args.project, f"{args.topic_prefix}{source}", f"{args.topic_prefix}{source}")
     start, sent, step = time.monotonic(), 0, max(1, int(args.rate // 10))
