@@ -437,3 +437,66 @@ def test_lifetime_value_clause_matches_decimal_order_property():
         assert selected == (Decimal(v) >= Decimal(t)), (v, t)
 
     check()
+
+
+# --- contract: what schemathesis found (tests/test_contract.py) ----------------
+
+def test_openapi_documents_400_not_422_and_404_for_one_customer(client):
+    spec = client.get("/openapi.json").json()
+    for path, operations in spec["paths"].items():
+        for operation in operations.values():
+            assert "422" not in operation["responses"], path
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    assert "404" in spec["paths"]["/customers-sv/{email}"]["get"]["responses"]
+
+
+def test_openapi_states_the_patterns_the_code_enforces(client):
+    from singleview.serving import queries
+    params = {p["name"]: p["schema"] for p in client.get("/openapi.json").json()
+              ["paths"]["/customers-sv"]["get"]["parameters"]}
+    def pattern(name):
+        schema = params[name]
+        return next(s for s in schema.get("anyOf", [schema]) if s.get("type") == "string")["pattern"]
+    assert pattern("currency") == queries.CURRENCY_PATTERN
+    assert pattern("min_lifetime_value") == queries.DECIMAL_PATTERN
+    assert pattern("_p") == queries.FIELDS_PATTERN and pattern("_s") == queries.SORT_PATTERN
+    # schema-valid values the code used to refuse are accepted
+    assert ids(client.get("/customers-sv?min_lifetime_value=0001000.00&currency=usd",
+                          headers=AUTH)) == ["dora@example.com"]
+
+
+@pytest.mark.parametrize("query, parameter", [
+    ("min_orders=118212791985658445824", "min_orders"),  # was a 500: BSON has 64-bit integers
+    ("limit=118212791985658445824", "limit"),
+    ("_l=9223372036854775808", "_l"),
+    ("skip=10000001", "skip"),
+    ("updated_since=0.5", "updated_since"),  # pydantic read it as a Unix time
+    ("viewed_categry=shoes", "viewed_categry"),  # a typo must not widen an export to everyone
+    ("=0.0", "(empty name)"),
+])
+def test_out_of_range_unknown_and_non_iso_parameters_are_400(client, query, parameter):
+    for path in ("/customers-sv", "/customers-sv/export"):
+        r = client.get(f"{path}?{query}", headers=AUTH)
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["parameter"] == parameter
+
+
+def test_unknown_parameter_names_the_known_ones(client):
+    r = client.get("/customers-sv/count?limit=3", headers=AUTH)  # paging is not a count parameter
+    assert r.status_code == 400 and "viewed_category" in r.json()["detail"]
+
+
+def test_blank_email_is_not_found(client):
+    r = client.get("/customers-sv/%20%20", headers=AUTH)
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+
+
+def test_q_the_database_refuses_is_400_not_500(client):
+    r = q(client, {"email": {"$in": [{"$regex": "^a"}]}})
+    assert r.status_code == 400 and "operators" in r.json()["detail"]
+    # FerretDB 1.24 implements neither $options x nor look-behind; MongoDB does. Either way no 500.
+    for filt in ({"email": {"$regex": "^jane", "$options": "x"}}, {"email": {"$regex": "^(?<=a)"}}):
+        r = q(client, filt)
+        assert r.status_code in (200, 400), r.text
+        if r.status_code == 400:
+            assert r.json()["error"] == "invalid_query" and "rejected the query" in r.json()["detail"]
