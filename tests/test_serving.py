@@ -500,3 +500,24 @@ def test_q_the_database_refuses_is_400_not_500(client):
         assert r.status_code in (200, 400), r.text
         if r.status_code == 400:
             assert r.json()["error"] == "invalid_query" and "rejected the query" in r.json()["detail"]
+
+
+def test_pipeline_and_api_create_the_same_segment_indexes(mongo_uri, database, settings):
+    from singleview.io.mongodb import MongoTarget, ensure_indexes as pipeline_ensure_indexes
+    def keys(collection):
+        return sorted(tuple(tuple(k) for k in ix["key"]) for ix in collection.index_information().values())
+    pipeline_ensure_indexes(MongoTarget(mongo_uri, database.name))
+    by_pipeline = keys(database["customer_sv"])
+    assert (("marketing_preferences.viewed_categories.category", 1),) in by_pipeline
+    with TestClient(create_app(settings)) as c:  # the API finds them all there: nothing to add
+        assert c.get("/readyz").status_code == 200
+    assert keys(database["customer_sv"]) == by_pipeline
+
+
+def test_index_list_imports_without_fastapi_or_beam():
+    import subprocess
+    import sys
+    code = ("import sys, singleview.io.indexes as ix; "
+            "assert ix.segment_indexes(); "
+            "assert not {'fastapi', 'apache_beam'} & set(sys.modules), sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
