@@ -4,10 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ADDR="${SINGLEVIEW_MONGO_ADDR:-127.0.0.1:27017}"
-DATA=".data/ferretdb"
+# SINGLEVIEW_MONGO_DIR: where this instance keeps data, pid and log (a second
+# instance, say for an outage test, needs its own).
+STATE="${SINGLEVIEW_MONGO_DIR:-.data}"
+DATA="$STATE/ferretdb"
 BIN=".data/bin/ferretdb"
-PIDFILE=".data/ferretdb.pid"
-LOG=".data/ferretdb.log"
+PIDFILE="$STATE/ferretdb.pid"
+LOG="$STATE/ferretdb.log"
 PY="${PYTHON:-.venv/bin/python}"
 
 ping() {
@@ -43,7 +46,9 @@ start() {
 
 stop() {
   if [ -f "$PIDFILE" ]; then
-    kill "$(cat "$PIDFILE")" 2>/dev/null || true
+    pid="$(cat "$PIDFILE")"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     rm -f "$PIDFILE"
     echo "FerretDB stopped"
   fi

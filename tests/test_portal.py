@@ -3,19 +3,16 @@ server, driven by Debian's chromium through Playwright (no downloaded browser)."
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import threading
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from singleview.serving import Settings, create_app
+
+from .live import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -80,32 +77,9 @@ def chromium() -> str:
 
 @pytest.fixture
 def server(mongo_uri, database):
-    """The real app under uvicorn on a free loopback port, in a thread."""
     database["customer_sv"].insert_one(jane())
-    app = create_app(Settings(mongo_uri=mongo_uri, database=database.name, api_keys=(KEY,)))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if srv.started and httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or not thread.is_alive():
-            srv.should_exit = True
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield base
-    srv.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve(create_app(Settings(mongo_uri=mongo_uri, database=database.name, api_keys=(KEY,)))) as base:
+        yield base
 
 
 @pytest.fixture

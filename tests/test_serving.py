@@ -313,6 +313,45 @@ def test_export_streams_ndjson_with_filters(client):
         {"_id": "bob@example.com", "email": "bob@example.com"}]
 
 
+def test_export_streams_in_constant_memory(settings, database):
+    """The export's peak memory does not grow with the number of customers: real
+    uvicorn, one process traced, the body read line by line and dropped."""
+    import tracemalloc
+
+    import httpx
+
+    from .live import serve
+    big = [order(str(i), NOW - timedelta(days=i), "19.99", items=["1", "2", "3"]) for i in range(5)]
+
+    def fill(start, stop):
+        for at in range(start, stop, 100):
+            database["customer_sv"].insert_many(
+                [customer(f"c{i:06d}@example.com", orders=big, ltv={"USD": "99.95"}, opt_out=False,
+                          categories=["shoes", "hats", "bags"]) for i in range(at, min(at + 100, stop))])
+
+    def export_peak(base):
+        tracemalloc.start()
+        try:
+            lines = size = 0
+            with httpx.stream("GET", f"{base}/customers-sv/export", headers=AUTH, timeout=60) as r:
+                assert r.status_code == 200
+                for line in r.iter_lines():
+                    lines += 1
+                    size += len(line)
+            return lines, size, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    with serve(create_app(settings)) as base:
+        fill(0, 1000)
+        small = export_peak(base)
+        fill(1000, 4000)
+        large = export_peak(base)
+    assert (small[0], large[0]) == (1000, 4000) and large[1] > 12e6
+    # 4x the documents, the same peak: it is set by the cursor's batches, not by the export
+    assert large[2] < 1.2 * small[2] + 1e6, (small, large)
+
+
 # --- auth -------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", ["/customers-sv", "/customers-sv/count", "/customers-sv/export",
@@ -376,6 +415,62 @@ def test_mongodb_down_is_503(database_name):
             assert r.json()["error"] == "unavailable" and "Traceback" not in r.text
 
 
+def test_outage_of_a_real_server_is_503_and_not_ready_then_recovers(tmp_path, docs):
+    """A second FerretDB of our own (scripts/mongo.sh, its own port and data) is
+    stopped under the running API, then started again."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import pymongo
+    addr = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "SINGLEVIEW_MONGO_ADDR": addr, "SINGLEVIEW_MONGO_DIR": str(tmp_path),
+           "PYTHON": sys.executable}
+    env.pop("MONGODB_URI", None)
+    script = str(Path(__file__).resolve().parents[1] / "scripts" / "mongo.sh")
+
+    def mongo(command):
+        subprocess.run([script, command], env=env, check=True, capture_output=True)
+
+    def wait_closed():
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", int(addr.split(":")[1]))) != 0:
+                    return
+            time.sleep(0.05)
+        raise AssertionError("FerretDB did not stop")
+
+    mongo("start")
+    try:
+        with pymongo.MongoClient(f"mongodb://{addr}") as direct:
+            direct["outage"]["customer_sv"].insert_many(docs)
+        settings = Settings(mongo_uri=f"mongodb://{addr}", database="outage", api_keys=(KEY,),
+                            mongo_timeout_ms=500)
+        paths = ("/customers-sv", "/customers-sv/count", "/customers-sv/jane.doe@example.com",
+                 "/customers-sv/export")
+        with TestClient(create_app(settings)) as c:
+            assert c.get("/readyz").json() == {"status": "ok", "mongodb": True}
+            assert all(c.get(p, headers=AUTH).status_code == 200 for p in paths)
+            mongo("stop")
+            wait_closed()
+            r = c.get("/readyz")
+            assert r.status_code == 503 and r.json() == {"status": "unavailable", "mongodb": False}
+            for path in paths:
+                r = c.get(path, headers=AUTH)
+                assert r.status_code == 503, (path, r.text)
+                assert r.json()["error"] == "unavailable" and r.headers["retry-after"]
+            assert c.get("/healthz").status_code == 200  # the process itself is fine
+            mongo("start")
+            assert c.get("/readyz").status_code == 200
+            assert all(c.get(p, headers=AUTH).status_code == 200 for p in paths)
+    finally:
+        mongo("stop")
+
+
 # --- indexes, metrics, OpenAPI ----------------------------------------------
 
 def test_indexes_created_idempotently(client, database, settings):
@@ -413,6 +508,13 @@ def test_openapi_has_response_models(client):
     get_one = spec["paths"]["/customers-sv/{email}"]["get"]
     assert get_one["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("CustomerSV")
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
+    models = {path: op["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
+              for path, op in spec["paths"].items() if "application/json" in op["get"]["responses"]["200"]["content"]}
+    assert models == {"/customers-sv": "CustomerPage", "/customers-sv/count": "CountBody",
+                      "/customers-sv/{email}": "CustomerSV", "/healthz": "Health", "/readyz": "Ready"}
+    for path, op in spec["paths"].items():
+        if path.startswith("/customers-sv"):
+            assert {"400", "401", "403", "503"} <= set(op["get"]["responses"]), path
 
 
 def test_lifetime_value_clause_matches_decimal_order_property():
@@ -437,3 +539,142 @@ def test_lifetime_value_clause_matches_decimal_order_property():
         assert selected == (Decimal(v) >= Decimal(t)), (v, t)
 
     check()
+
+
+# --- contract: what schemathesis found (tests/test_contract.py) ----------------
+
+def test_openapi_documents_400_not_422_and_404_for_one_customer(client):
+    spec = client.get("/openapi.json").json()
+    for path, operations in spec["paths"].items():
+        for operation in operations.values():
+            assert "422" not in operation["responses"], path
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    assert "404" in spec["paths"]["/customers-sv/{email}"]["get"]["responses"]
+
+
+def test_openapi_states_the_patterns_the_code_enforces(client):
+    from singleview.serving import queries
+    params = {p["name"]: p["schema"] for p in client.get("/openapi.json").json()
+              ["paths"]["/customers-sv"]["get"]["parameters"]}
+    def pattern(name):
+        schema = params[name]
+        return next(s for s in schema.get("anyOf", [schema]) if s.get("type") == "string")["pattern"]
+    assert pattern("currency") == queries.CURRENCY_PATTERN
+    assert pattern("min_lifetime_value") == queries.DECIMAL_PATTERN
+    assert pattern("_p") == queries.FIELDS_PATTERN and pattern("_s") == queries.SORT_PATTERN
+    # schema-valid values the code used to refuse are accepted
+    assert ids(client.get("/customers-sv?min_lifetime_value=0001000.00&currency=usd",
+                          headers=AUTH)) == ["dora@example.com"]
+
+
+@pytest.mark.parametrize("query, parameter", [
+    ("min_orders=118212791985658445824", "min_orders"),  # was a 500: BSON has 64-bit integers
+    ("limit=118212791985658445824", "limit"),
+    ("_l=9223372036854775808", "_l"),
+    ("skip=10000001", "skip"),
+    ("updated_since=0.5", "updated_since"),  # pydantic read it as a Unix time
+    ("viewed_categry=shoes", "viewed_categry"),  # a typo must not widen an export to everyone
+    ("=0.0", "(empty name)"),
+])
+def test_out_of_range_unknown_and_non_iso_parameters_are_400(client, query, parameter):
+    for path in ("/customers-sv", "/customers-sv/export"):
+        r = client.get(f"{path}?{query}", headers=AUTH)
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["parameter"] == parameter
+
+
+def test_unknown_parameter_names_the_known_ones(client):
+    r = client.get("/customers-sv/count?limit=3", headers=AUTH)  # paging is not a count parameter
+    assert r.status_code == 400 and "viewed_category" in r.json()["detail"]
+
+
+def test_blank_email_is_not_found(client):
+    r = client.get("/customers-sv/%20%20", headers=AUTH)
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+
+
+def test_q_the_database_refuses_is_400_not_500(client):
+    r = q(client, {"email": {"$in": [{"$regex": "^a"}]}})
+    assert r.status_code == 400 and "operators" in r.json()["detail"]
+    # FerretDB 1.24 implements neither $options x nor look-behind; MongoDB does. Either way no 500.
+    for filt in ({"email": {"$regex": "^jane", "$options": "x"}}, {"email": {"$regex": "^(?<=a)"}}):
+        r = q(client, filt)
+        assert r.status_code in (200, 400), r.text
+        if r.status_code == 400:
+            assert r.json()["error"] == "invalid_query" and "rejected the query" in r.json()["detail"]
+
+
+def test_pipeline_and_api_create_the_same_segment_indexes(mongo_uri, database, settings):
+    from singleview.io.mongodb import MongoTarget, ensure_indexes as pipeline_ensure_indexes
+    def keys(collection):
+        return sorted(tuple(tuple(k) for k in ix["key"]) for ix in collection.index_information().values())
+    pipeline_ensure_indexes(MongoTarget(mongo_uri, database.name))
+    by_pipeline = keys(database["customer_sv"])
+    assert (("marketing_preferences.viewed_categories.category", 1),) in by_pipeline
+    with TestClient(create_app(settings)) as c:  # the API finds them all there: nothing to add
+        assert c.get("/readyz").status_code == 200
+    assert keys(database["customer_sv"]) == by_pipeline
+
+
+def test_index_list_imports_without_fastapi_or_beam():
+    import subprocess
+    import sys
+    code = ("import sys, singleview.io.indexes as ix; "
+            "assert ix.segment_indexes(); "
+            "assert not {'fastapi', 'apache_beam'} & set(sys.modules), sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- python -m singleview.serving -------------------------------------------
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("how", ["flags", "environment"])
+def test_command_line_serves_and_never_logs_keys(how, mongo_uri, database, docs):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    database["customer_sv"].insert_many(docs)
+    port = free_port()
+    env = {**os.environ, "SINGLEVIEW_API_KEYS": f"{KEY},second-key"}
+    for name in ("SINGLEVIEW_HOST", "SINGLEVIEW_PORT", "MONGODB_URI", "SINGLEVIEW_DATABASE", "SINGLEVIEW_DEV"):
+        env.pop(name, None)
+    if how == "flags":
+        args = ["--host", "127.0.0.1", "--port", str(port), "--mongo_uri", mongo_uri,
+                "--database", database.name, "--log-level", "debug"]
+    else:
+        args = ["--log-level", "debug"]
+        env.update(SINGLEVIEW_HOST="127.0.0.1", SINGLEVIEW_PORT=str(port), MONGODB_URI=mongo_uri,
+                   SINGLEVIEW_DATABASE=database.name)
+    proc = subprocess.Popen([sys.executable, "-m", "singleview.serving", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+        r = httpx.get(f"{base}/customers-sv/jane.doe@example.com", headers=AUTH)
+        assert r.status_code == 200 and r.json()["_id"] == "jane.doe@example.com"
+        assert httpx.get(f"{base}/customers-sv", headers={"Authorization": "Bearer wrong-key-xyz"}).status_code == 403
+        assert httpx.get(f"{base}/customers-sv", headers={"Authorization": "Bearer second-key"}).status_code == 200
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=20)
+    assert "Uvicorn running on" in output or "Application startup complete" in output, output
+    assert '"GET /customers-sv/jane.doe' in output  # the access log is there ...
+    for secret in (KEY, "second-key", "wrong-key-xyz"):  # ... but never a key
+        assert secret not in output

@@ -20,6 +20,7 @@ from apache_beam.utils.shared import Shared
 from pymongo import DeleteOne, InsertOne, ReplaceOne
 from pymongo.errors import BulkWriteError
 
+from singleview.io.indexes import ensure_segment_indexes, index_currencies
 from singleview.merge import (APPLIED, CHILD_OF, Contribution, apply_event, entity_email,
                               merge_contributions, new_entity, order_key)
 from singleview.model import ERASE, ChangeEvent
@@ -123,10 +124,11 @@ def retired_id(email: str) -> str:
 
 
 def ensure_indexes(target: MongoTarget) -> None:
-    """Indexes the joins need (idempotent)."""
+    """Dead-letter lookups and the API's segment filters (idempotent)."""
     with target.connect() as client:
         db = client[target.database]
         db[DEAD_LETTERS].create_index([("source", 1), ("at", -1)])
+        ensure_segment_indexes(db[SINGLE_VIEWS], index_currencies())
 
 
 class _MongoDoFn(beam.DoFn):

@@ -5,9 +5,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from ..io import indexes
+
 DEFAULT_MONGO_URI = "mongodb://127.0.0.1:27017"
 DEFAULT_DATABASE = "singleview"
-DEFAULT_CURRENCIES = ("USD", "EUR", "GBP")
 
 
 class ConfigError(RuntimeError):
@@ -32,7 +33,7 @@ class Settings:
     max_limit: int = 200
     mongo_timeout_ms: int = 2000
     # Currencies whose stats.lifetime_value.<CUR> gets an index at start-up.
-    index_currencies: tuple[str, ...] = DEFAULT_CURRENCIES
+    index_currencies: tuple[str, ...] = indexes.DEFAULT_CURRENCIES
     regex_max_length: int = 256
 
     @classmethod
@@ -50,8 +51,8 @@ class Settings:
         values["api_keys"] = _split(env.get("SINGLEVIEW_API_KEYS"))
         if env.get("SINGLEVIEW_DEV", "").lower() in ("1", "true", "yes"):
             values["dev"] = True
-        if env.get("SINGLEVIEW_INDEX_CURRENCIES"):
-            values["index_currencies"] = tuple(c.upper() for c in _split(env["SINGLEVIEW_INDEX_CURRENCIES"]))
+        if env.get(indexes.CURRENCIES_ENV):
+            values["index_currencies"] = indexes.index_currencies(env)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

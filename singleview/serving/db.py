@@ -7,6 +7,7 @@ import pymongo
 from fastapi import Request
 from pymongo.collection import Collection
 
+from ..io.indexes import ensure_segment_indexes
 from .config import Settings
 
 log = logging.getLogger("singleview.serving")
@@ -21,29 +22,8 @@ def make_client(settings: Settings) -> pymongo.MongoClient:
     )
 
 
-def index_specs(settings: Settings) -> list[tuple[list[tuple[str, int]], str]]:
-    """One index per named segment filter (DESIGN.md section 5)."""
-    specs = [
-        ([("marketing_preferences.viewed_categories.category", 1)], "sv_viewed_category"),
-        ([("stats.last_order_at", 1)], "sv_last_order_at"),
-        ([("stats.order_count", 1)], "sv_order_count"),
-        ([("marketing_preferences.email_opt_out", 1)], "sv_email_opt_out"),
-        ([("updated_at", 1)], "sv_updated_at"),
-    ]
-    for cur in settings.index_currencies:
-        specs.append(([(f"stats.lifetime_value.{cur}", 1)], f"sv_ltv_{cur}"))
-    return specs
-
-
 def ensure_indexes(collection: Collection, settings: Settings) -> list[str]:
-    """Idempotent. An index on the same keys under another name (say, made by the
-    pipeline's setup step) counts as present, so we never hit an options conflict."""
-    existing = {tuple(tuple(k) for k in info["key"]) for info in collection.index_information().values()}
-    created = []
-    for keys, name in index_specs(settings):
-        if tuple(keys) not in existing:
-            created.append(collection.create_index(keys, name=name))
-    return created
+    return ensure_segment_indexes(collection, settings.index_currencies)
 
 
 def get_collection(request: Request) -> Collection:

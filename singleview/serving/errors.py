@@ -7,7 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("singleview.serving")
@@ -28,6 +28,12 @@ class ApiError(Exception):
         self.detail = detail
         self.parameter = parameter
         self.headers = headers
+
+
+# Server error codes that mean "this filter, projection or sort cannot be run":
+# BadValue, FailedToParse, NotImplemented (FerretDB), path collisions, and a
+# $regex the server's engine refuses (Python's `re` accepted it).
+QUERY_REJECTED = frozenset({2, 9, 238, 31249, 31250, 51091})
 
 
 def bad_parameter(parameter: str, detail: str) -> ApiError:
@@ -77,6 +83,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(PyMongoError)
     async def _mongo_error(request: Request, exc: PyMongoError):
+        if isinstance(exc, OperationFailure) and exc.code in QUERY_REJECTED:
+            message = (exc.details or {}).get("errmsg") or f"error code {exc.code}"
+            return JSONResponse(_body("invalid_query", f"the database rejected the query: {message}"), 400)
         log.error("MongoDB error: %s", exc)
         return JSONResponse(_body("database_error", "the database rejected the query"), 500)
 

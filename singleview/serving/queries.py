@@ -17,8 +17,15 @@ from bson import Decimal128, ObjectId
 from .errors import bad_parameter
 
 HIDDEN = "_meta"  # bookkeeping, never shown nor queryable
-CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
-FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+CURRENCY_RE = re.compile(r"[A-Z]{3}")
+# A field path whose first part starts with a letter, or is _id or _rev: `_meta`
+# cannot even be named. The same patterns are in the OpenAPI schema.
+FIELD = r"(?:[A-Za-z][A-Za-z0-9_]*|_id|_rev)(?:\.[A-Za-z0-9_]+)*"
+FIELD_RE = re.compile(FIELD)
+FIELDS_PATTERN = rf"^( *{FIELD}( *, *{FIELD})*)? *$"
+SORT_PATTERN = rf"^( *[+-]?{FIELD}( *, *[+-]?{FIELD})*)? *$"
+CURRENCY_PATTERN = r"^[A-Za-z]{3}$"
+DECIMAL_PATTERN = r"^[0-9]{1,30}(\.[0-9]{1,18})?$"
 
 # Mia-Platform CRUD style _q: the only operators accepted (DESIGN.md section 5).
 ALLOWED_OPERATORS = frozenset(
@@ -39,6 +46,16 @@ class Segment:
     min_lifetime_value: str | None = None
     currency: str | None = None
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+ISO_DATETIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
+
+
+def iso_datetime_text(value: Any) -> Any:
+    """Only ISO 8601 date-times: pydantic would also read '0.5' as a Unix time."""
+    if isinstance(value, str) and not ISO_DATETIME_RE.match(value):
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
+    return value
 
 
 def normalise_email(email: str) -> str:
@@ -85,7 +102,7 @@ def lifetime_value_clause(minimum: str, currency: str) -> dict:
 
 def check_currency(currency: str | None) -> str:
     cur = (currency or "").strip().upper()
-    if not CURRENCY_RE.match(cur):
+    if not CURRENCY_RE.fullmatch(cur):
         raise bad_parameter("currency", "must be a three-letter ISO 4217 code, e.g. USD")
     return cur
 
@@ -93,10 +110,9 @@ def check_currency(currency: str | None) -> str:
 def segment_filter(seg: Segment) -> list[dict]:
     clauses: list[dict] = []
     if seg.viewed_category is not None:
-        cat = seg.viewed_category.strip()
-        if not cat:
+        if not seg.viewed_category:
             raise bad_parameter("viewed_category", "must not be empty")
-        clauses.append({"marketing_preferences.viewed_categories.category": cat})
+        clauses.append({"marketing_preferences.viewed_categories.category": seg.viewed_category})
     if seg.no_purchase_days is not None:
         cutoff = seg.now - timedelta(days=seg.no_purchase_days)
         clauses.append({"$or": [
@@ -125,7 +141,7 @@ def segment_filter(seg: Segment) -> list[dict]:
 # --- Mia-Platform CRUD style _q, _p, _s -------------------------------------
 
 def _check_field(name: str, parameter: str) -> None:
-    if not FIELD_RE.match(name):
+    if not FIELD_RE.fullmatch(name):
         raise bad_parameter(parameter, f"invalid field name {name!r}")
     if name == HIDDEN or name.startswith(HIDDEN + "."):
         raise bad_parameter(parameter, f"field {name!r} is not accessible")
@@ -166,6 +182,8 @@ def _check_value(value: Any, depth: int, max_regex: int) -> None:
                     if not isinstance(arg, list):
                         raise bad_parameter("_q", f"{op} needs an array")
                     for item in arg:
+                        if isinstance(item, dict) and any(k.startswith("$") for k in item):
+                            raise bad_parameter("_q", f"{op} takes values, not operators")
                         _check_value(item, depth + 1, max_regex)
                 elif op == "$exists":
                     if not isinstance(arg, bool):

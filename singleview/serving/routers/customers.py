@@ -5,36 +5,40 @@ import json
 from datetime import datetime
 from typing import Annotated, Iterator
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import ValidationError
+from pydantic import BeforeValidator, ValidationError
 from pymongo.collection import Collection
 
 from ..auth import require_api_key
 from ..db import get_collection
-from ..errors import ERROR_RESPONSES, ApiError, bad_parameter
+from ..errors import ERROR_RESPONSES, ApiError, ErrorBody
 from ..models import CountBody, CustomerPage, CustomerSV
+from ..strict import reject_unknown_parameters
 from ..queries import (
-    HIDDEN, Segment, combine, normalise_email, parse_projection, parse_q, parse_sort,
-    public_document, segment_filter,
+    CURRENCY_PATTERN, DECIMAL_PATTERN, FIELDS_PATTERN, HIDDEN, MAX_Q_LENGTH, SORT_PATTERN, Segment, combine,
+    iso_datetime_text, normalise_email, parse_projection, parse_q, parse_sort, public_document, segment_filter,
 )
 
+MAX_SKIP = 10_000_000
+MAX_COUNT = 1_000_000_000  # BSON integers are 64-bit; anything near is a mistake
 router = APIRouter(
     prefix="/customers-sv",
     tags=["customers"],
-    dependencies=[Depends(require_api_key)],
+    dependencies=[Depends(require_api_key), Depends(reject_unknown_parameters)],
     responses=ERROR_RESPONSES,
 )
 
 
 def segment_params(
-    viewed_category: Annotated[str | None, Query(max_length=200, description="viewed this category")] = None,
+    viewed_category: Annotated[str | None, Query(min_length=1, max_length=200, description="viewed this category (exact)")] = None,
     no_purchase_days: Annotated[int | None, Query(ge=0, le=36500, description="no order in the last N days, including never")] = None,
-    min_orders: Annotated[int | None, Query(ge=0, description="at least this many orders")] = None,
+    min_orders: Annotated[int | None, Query(ge=0, le=MAX_COUNT, description="at least this many orders")] = None,
     opted_in: Annotated[bool | None, Query(description="true: email_opt_out is false; false: email_opt_out is true")] = None,
-    updated_since: Annotated[datetime | None, Query(description="ISO 8601; naive means UTC")] = None,
-    min_lifetime_value: Annotated[str | None, Query(max_length=40, description="decimal, with currency")] = None,
-    currency: Annotated[str | None, Query(max_length=3, description="ISO 4217 code for min_lifetime_value")] = None,
+    updated_since: Annotated[datetime | None, BeforeValidator(iso_datetime_text),
+                             Query(description="ISO 8601 date-time; naive means UTC")] = None,
+    min_lifetime_value: Annotated[str | None, Query(pattern=DECIMAL_PATTERN, description="decimal; needs currency", examples=["100", "99.95"])] = None,
+    currency: Annotated[str | None, Query(pattern=CURRENCY_PATTERN, description="ISO 4217 code for min_lifetime_value", examples=["USD"])] = None,
 ) -> Segment:
     return Segment(viewed_category, no_purchase_days, min_orders, opted_in, updated_since,
                    min_lifetime_value, currency)
@@ -43,7 +47,7 @@ def segment_params(
 def crud_filter(
     request: Request,
     segment: Annotated[Segment, Depends(segment_params)],
-    q: Annotated[str | None, Query(alias="_q", description="MongoDB filter as JSON (operator whitelist)")] = None,
+    q: Annotated[str | None, Query(alias="_q", max_length=MAX_Q_LENGTH, description="MongoDB filter as JSON (operator whitelist)")] = None,
 ) -> dict:
     """Segment filters AND the Mia-Platform style `_q` filter."""
     clauses = segment_filter(segment)
@@ -58,20 +62,18 @@ class Page:
     def __init__(
         self,
         request: Request,
-        limit: Annotated[int | None, Query(ge=1, description="default 50, capped at 200")] = None,
-        skip: Annotated[int | None, Query(ge=0)] = None,
-        l: Annotated[int | None, Query(alias="_l", ge=1, description="limit, capped at 200")] = None,
-        sk: Annotated[int | None, Query(alias="_sk", ge=0, description="skip")] = None,
-        p: Annotated[str | None, Query(alias="_p", max_length=2000, description="fields, comma-separated")] = None,
-        s: Annotated[str | None, Query(alias="_s", max_length=500, description="sort, e.g. -updated_at,email")] = None,
+        limit: Annotated[int | None, Query(ge=1, le=MAX_COUNT, description="default 50, capped at 200")] = None,
+        skip: Annotated[int | None, Query(ge=0, le=MAX_SKIP)] = None,
+        l: Annotated[int | None, Query(alias="_l", ge=1, le=MAX_COUNT, description="limit, capped at 200")] = None,
+        sk: Annotated[int | None, Query(alias="_sk", ge=0, le=MAX_SKIP, description="skip")] = None,
+        p: Annotated[str | None, Query(alias="_p", max_length=2000, pattern=FIELDS_PATTERN, description="fields, comma-separated")] = None,
+        s: Annotated[str | None, Query(alias="_s", max_length=500, pattern=SORT_PATTERN, description="sort, e.g. -updated_at,email")] = None,
     ):
         settings = request.app.state.settings
         wanted = l if l is not None else limit
         self.requested_limit = wanted
         self.limit = min(wanted if wanted is not None else settings.default_limit, settings.max_limit)
         self.skip = sk if sk is not None else (skip or 0)
-        if self.skip > 10_000_000:
-            raise bad_parameter("_sk" if sk is not None else "skip", "too large")
         self.projection = parse_projection(p)
         self.sort = parse_sort(s)
 
@@ -133,15 +135,14 @@ def export_customers(
 
 
 @router.get("/{email}", response_model=CustomerSV, response_model_exclude_unset=True,
-            summary="One customer by email (case-insensitive)")
+            summary="One customer by email (case-insensitive)",
+            responses={404: {"model": ErrorBody, "description": "No customer with this email"}})
 def get_customer(
-    email: str,
+    email: Annotated[str, Path(max_length=320, examples=["jane.doe@example.com"])],
     collection: Annotated[Collection, Depends(get_collection)],
 ) -> CustomerSV:
     key = normalise_email(email)
-    if not key or len(key) > 320:
-        raise bad_parameter("email", "must be a non-empty email address")
-    doc = collection.find_one({"_id": key}, {HIDDEN: 0})
+    doc = collection.find_one({"_id": key}, {HIDDEN: 0}) if key else None
     if doc is None:
-        raise ApiError(404, "not_found", f"no customer with email {key}")
+        raise ApiError(404, "not_found", f"no customer with email {key!r}")
     return to_model(doc)
