@@ -678,3 +678,18 @@ def test_command_line_serves_and_never_logs_keys(how, mongo_uri, database, docs)
     assert '"GET /customers-sv/jane.doe' in output  # the access log is there ...
     for secret in (KEY, "second-key", "wrong-key-xyz"):  # ... but never a key
         assert secret not in output
+
+
+def test_bson_only_types_are_plain_strings(client, database):
+    import bson
+    from bson.codec_options import CodecOptions
+
+    from singleview.serving.db import PLAIN_BSON
+    # FerretDB 1.24 cannot store Decimal128; MongoDB can: decode as the API's client does.
+    raw = bson.encode({"stats": {"lifetime_value": {"USD": bson.Decimal128("129.50")}}, "ref": bson.ObjectId()})
+    decoded = bson.decode(raw, codec_options=CodecOptions(tz_aware=True, type_registry=PLAIN_BSON))
+    assert decoded["stats"]["lifetime_value"] == {"USD": "129.50"} and isinstance(decoded["ref"], str)
+    oid = bson.ObjectId()
+    database["customer_sv"].update_one({"_id": "eve@example.com"}, {"$set": {"crm_info.import_batch": oid}})
+    body = client.get("/customers-sv/eve@example.com", headers=AUTH).json()
+    assert body["crm_info"]["import_batch"] == str(oid)

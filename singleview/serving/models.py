@@ -1,19 +1,15 @@
 """Response models: the customer_sv document of DESIGN.md section 4, as the API shows it."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
-
-
-def iso_utc(value: datetime) -> str:
-    if value.tzinfo is None:  # BSON dates are UTC; a naive one is UTC too
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+from pydantic import BaseModel, ConfigDict, Field
 
 
-UtcDatetime = Annotated[datetime, PlainSerializer(iso_utc, return_type=str, when_used="json")]
+# The driver hands out UTC-aware datetimes (db.make_client), which pydantic
+# writes as ISO 8601 with "Z" natively, with no Python call per value.
+UtcDatetime = datetime
 
 
 class _Model(BaseModel):

@@ -12,8 +12,6 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from bson import Decimal128, ObjectId
-
 from .errors import bad_parameter
 
 HIDDEN = "_meta"  # bookkeeping, never shown nor queryable
@@ -298,18 +296,8 @@ def combine(clauses: list[dict]) -> dict:
 
 # --- documents out ----------------------------------------------------------
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if k != HIDDEN}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, Decimal128):
-        return str(value.to_decimal())
-    if isinstance(value, ObjectId):
-        return str(value)
-    return value
-
-
 def public_document(doc: dict) -> dict:
-    """The stored document minus `_meta`, with BSON-only types made plain."""
-    return _plain(doc)
+    """The stored document minus `_meta` (queries already project it away; BSON-only
+    types were made plain by the driver, see db.PLAIN_BSON)."""
+    doc.pop(HIDDEN, None)
+    return doc
