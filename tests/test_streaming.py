@@ -79,6 +79,8 @@ def test_a_batch_holding_several_panes_of_one_key_applies_every_pane(mongo_uri, 
                                                      ("a@x.com", [])])
     assert written == ["a@x.com"]
     assert database["customer_sv"].find_one({"_id": "a@x.com"})["crm_info"]["crm_ids"] == ["c1", "c2"]
+    assert run_batch(WriteSingleViewsFn(target), [("b@x.com", [])]) == []
+    assert database["customer_sv_tombstones"].count_documents({}) == 0, "an empty pane retires nothing"
 
 
 def test_parse_pubsub_url():

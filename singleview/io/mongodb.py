@@ -300,6 +300,8 @@ class WriteSingleViewsFn(_MongoDoFn):
                 for doc in (before and before.get("_meta"), tomb) if doc
                 for c in doc.get("contributions", [])]
             merged = merge_contributions(known, incoming)
+            if not merged:
+                continue  # an empty pane for a customer never seen: nothing to write or retire
             doc = render(email, merged, self.history_cap)
             if doc is not None and self.rebuild_id:
                 doc["_meta"]["rebuild"] = self.rebuild_id
