@@ -203,7 +203,7 @@ def test_readme_dataflow_command_parses(argv):
     assert set(inputs) == set(SOURCES)
     streaming = options.view_as(StandardOptions).streaming
     for source, location in inputs.items():
-        read(source, location, streaming)
+        read(source, location, streaming, options)
         if streaming:
             assert parse_pubsub_url(location)[0] == "subscription"
         else:
