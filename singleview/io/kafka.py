@@ -11,6 +11,8 @@ firing after a topic goes quiet.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
 import typing
 from datetime import datetime, timezone
@@ -58,8 +60,22 @@ def expansion_service(address: str | None = None):
     """A running expansion service at HOST:PORT, else the project's jar, started for the expansion."""
     if address:
         return address
+    return _jar_expansion_service()
+
+
+@functools.lru_cache(maxsize=None)
+def _jar_expansion_service() -> JavaJarExpansionService:
     from singleview.pipelines.portable import EXPANSION_SERVICE_JAR, beam_java_jar
     return JavaJarExpansionService(beam_java_jar(EXPANSION_SERVICE_JAR), append_args=EXPANSION_ARGS)
+
+
+@contextlib.contextmanager
+def one_expansion_service(address: str | None = None):
+    """Keep the project's expansion service up while a pipeline's Kafka reads
+    expand, so they share one JVM instead of starting one (seconds) each."""
+    service = expansion_service(address)
+    with service if isinstance(service, JavaJarExpansionService) else contextlib.nullcontext():
+        yield
 
 
 class ReadKafkaMessages(beam.PTransform):

@@ -77,6 +77,16 @@ def find_by_ids(collection, ids: Iterable[str]) -> dict[str, dict]:
     return found
 
 
+def by_key(batch: Iterable[tuple[str, Iterable]]) -> dict[str, list]:
+    """A batch of (key, values) with one entry per key. A bundle can hold
+    several panes of one key and window (early, on-time and late firings,
+    several at once on Flink), and every one of them counts."""
+    grouped: dict[str, list] = {}
+    for key, values in batch:
+        grouped.setdefault(key, []).extend(values)
+    return grouped
+
+
 def bulk_write(collection, operations: list) -> None:
     for start in range(0, len(operations), WRITE_CHUNK):
         collection.bulk_write(operations[start:start + WRITE_CHUNK], ordered=False)
@@ -173,7 +183,7 @@ class ApplyToProjectionFn(_MongoDoFn):
 
     def process(self, batch: list[tuple[str, Iterable[ChangeEvent]]]):
         collection = self.db[PROJECTIONS[self.source]]
-        pending = {doc_id: list(events) for doc_id, events in batch}
+        pending = by_key(batch)
         changed, old_emails, erased = {}, {}, []
         for _ in range(MAX_ATTEMPTS):
             stored = find_by_ids(collection, pending)
@@ -275,7 +285,7 @@ class WriteSingleViewsFn(_MongoDoFn):
         self.retries = Metrics.counter("singleview", "cas_retries")
 
     def process(self, batch: list[tuple[str, Iterable[Contribution]]]):
-        pending = {email: list(incoming) for email, incoming in batch}
+        pending = by_key(batch)
         for _ in range(MAX_ATTEMPTS):
             written, losers = self._write(pending)
             self.retries.inc(len(losers))
@@ -299,6 +309,8 @@ class WriteSingleViewsFn(_MongoDoFn):
                 for doc in (before and before.get("_meta"), tomb) if doc
                 for c in doc.get("contributions", [])]
             merged = merge_contributions(known, incoming)
+            if not merged:
+                continue  # an empty pane for a customer never seen: nothing to write or retire
             doc = render(email, merged, self.history_cap)
             if doc is not None and self.rebuild_id:
                 doc["_meta"]["rebuild"] = self.rebuild_id

@@ -1,6 +1,7 @@
 """The pipeline graph: read, decode, project, key, window, CoGroupByKey, merge, write."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import uuid
@@ -127,8 +128,13 @@ def build(pipeline: beam.Pipeline, options: SingleViewOptions):
     target = MongoTarget.from_env(options.mongo_uri, options.database)
     config = DecoderConfig(decimal_scale=options.decimal_scale, category_pattern=options.category_pattern)
     streaming = options.view_as(StandardOptions).streaming
-    messages = {source: pipeline | f"Read {source}" >> read(source, pattern, streaming, options)
-                for source, pattern in inputs.items()}
+    reading = contextlib.nullcontext()
+    if streaming and any(pattern.startswith("kafka://") for pattern in inputs.values()):
+        from singleview.io.kafka import one_expansion_service
+        reading = one_expansion_service(options.kafka_expansion_service)
+    with reading:
+        messages = {source: pipeline | f"Read {source}" >> read(source, pattern, streaming, options)
+                    for source, pattern in inputs.items()}
     view = SingleViewPipeline(target, config, options.history_cap,
                               options.window_seconds if streaming else None, options.window_by)
     return messages | "SingleView" >> view, target, None
