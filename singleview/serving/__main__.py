@@ -18,13 +18,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--database", help="database (env SINGLEVIEW_DATABASE, default singleview)")
     p.add_argument("--dev", action="store_true", default=None,
                    help="development mode: allow running without SINGLEVIEW_API_KEYS (loud warning)")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default="info",
+                   help="debug, info, warning or error (pymongo's command log stays off: it prints documents)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # pymongo's debug log prints whole commands and documents: customers' PII.
+    logging.getLogger("pymongo").setLevel(max(logging.getLogger().level, logging.INFO))
     settings = Settings.from_env(host=args.host, port=args.port, mongo_uri=args.mongo_uri,
                                  database=args.database, dev=args.dev)
     try:
@@ -34,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"singleview.serving: refusing to start: {exc}", file=sys.stderr)
         return 2
     import uvicorn
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level.lower())
+    # The app logs each request by route template (serving.metrics); uvicorn's own
+    # access log would print the raw path, and with it customers' emails.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level.lower(),
+                access_log=False)
     return 0
 
 
