@@ -157,22 +157,30 @@ def _assign_all(entity: dict, fields: Mapping[str, Any], version: str, prefix: s
     return changed
 
 
-def _write_newest(image: dict, versions: dict, fields: Mapping[str, Any], version: str, prefix: str = "") -> None:
-    """Write an event newer than every leaf of the entity: no comparisons needed."""
+def _write_newest(image: dict, versions: dict, fields: Mapping[str, Any], version: str, prefix: str = "") -> int:
+    """Write an event newer than every leaf of the entity: no comparisons needed. Counts the leaves."""
+    written = 0
     for name, value in fields.items():
         if isinstance(value, dict) and value:
             child = image.get(name)
             child = image[name] = dict(child) if isinstance(child, dict) else {}
-            _write_newest(child, versions, value, version, f"{prefix}{name}/")
+            written += _write_newest(child, versions, value, version, f"{prefix}{name}/")
         else:
             image[name] = {} if isinstance(value, dict) else value
             versions[prefix + name] = version
+            written += 1
+    return written
 
 
 def _write_nested(entity: dict, event: ChangeEvent) -> None:
     """The newest upsert when nested values or nulled paths are involved."""
     _expand(entity)
-    _write_newest(entity["fields"], entity["versions"], event.fields, event.version)
+    versions = entity["versions"]
+    written = _write_newest(entity["fields"], versions, event.fields, event.version)
+    if not event.nulled:
+        if len(versions) == written:
+            versions.clear()  # the others were older: this event wrote every leaf
+        return
     for path in event.nulled:
         _assign(entity, path.replace(".", "/"), None, event.version)
     entity["version"] = event.version
@@ -194,11 +202,12 @@ def apply_event(entity: dict, event: ChangeEvent) -> str:
             entity["fields"] = dict(fields)
         elif event.nulled or dict in map(type, fields.values()) or not versions and dict in map(type, image.values()):
             _write_nested(entity, event)
-        elif not versions and image.keys() <= fields.keys():
-            image.update(fields)  # every leaf rewritten: one version for all still
-        else:
-            if not versions:
+        elif not versions:
+            image.update(fields)
+            if len(image) != len(fields):  # some leaves keep the older version
                 entity["versions"] = versions = dict.fromkeys(image, entity["version"])
+                versions.update(dict.fromkeys(fields, version))
+        else:
             image.update(fields)
             versions.update(dict.fromkeys(fields, version))
             if len(versions) == len(fields):
