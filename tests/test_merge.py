@@ -141,6 +141,9 @@ def test_state_stored_with_a_version_per_leaf_folds_the_same(evs, cut):
     """Documents written before versions were compacted kept one per leaf."""
     expected, _ = fold(evs)
     stored, _ = fold(evs[:cut])
+    compacted = copy.deepcopy(stored)
+    _compact(compacted)
+    assert compacted == stored
     _expand(stored)
     for e in evs[cut:]:
         apply_event(stored, e)
