@@ -41,7 +41,36 @@ def life_key(event: ChangeEvent) -> str:
 
 
 def new_entity() -> dict:
+    """An entity nothing was folded into.
+
+    `versions` maps a path to the newest version written there. It is empty
+    while every leaf of `fields` was written at the entity's `version` and
+    nothing else is remembered: a new entity's first upsert, CDC's usual
+    case, then writes no version per field.
+    """
     return {"fields": {}, "versions": {}, "version": "", "alive": False, "life": "", "erased": ""}
+
+
+def _leaves(image: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
+    for name, value in image.items():
+        if type(value) is dict and value:
+            yield from _leaves(value, f"{prefix}{name}/")
+        else:
+            yield prefix + name
+
+
+def _expand(entity: dict) -> None:
+    """Give every leaf its own version, the form the per-leaf rules read."""
+    if not entity["versions"] and entity["fields"]:
+        entity["versions"] = dict.fromkeys(_leaves(entity["fields"]), entity["version"])
+
+
+def _compact(entity: dict) -> None:
+    """Drop the versions again when they all equal the entity's (see `new_entity`)."""
+    versions, version = entity["versions"], entity["version"]
+    if (versions and all(v == version for v in versions.values())
+            and len(versions) == sum(1 for _ in _leaves(entity["fields"]))):
+        versions.clear()
 
 
 def _canonical(value: Any) -> str:
@@ -49,11 +78,11 @@ def _canonical(value: Any) -> str:
 
 
 def _set_path(image: dict, path: str, value: Any) -> None:
+    """Nested dicts are copied, never changed in place: the image may share them with events."""
     *parents, leaf = path.split("/")
     for name in parents:
         child = image.get(name)
-        if not isinstance(child, dict):
-            child = image[name] = {}
+        child = image[name] = dict(child) if isinstance(child, dict) else {}
         image = child
     image[leaf] = value
 
@@ -128,17 +157,34 @@ def _assign_all(entity: dict, fields: Mapping[str, Any], version: str, prefix: s
     return changed
 
 
-def _write_newest(image: dict, versions: dict, fields: Mapping[str, Any], version: str, prefix: str = "") -> None:
-    """Write an event newer than every leaf of the entity: no comparisons needed."""
+def _write_newest(image: dict, versions: dict, fields: Mapping[str, Any], version: str, prefix: str = "") -> int:
+    """Write an event newer than every leaf of the entity: no comparisons needed. Counts the leaves."""
+    written = 0
     for name, value in fields.items():
         if isinstance(value, dict) and value:
             child = image.get(name)
-            if not isinstance(child, dict):
-                child = image[name] = {}
-            _write_newest(child, versions, value, version, f"{prefix}{name}/")
+            child = image[name] = dict(child) if isinstance(child, dict) else {}
+            written += _write_newest(child, versions, value, version, f"{prefix}{name}/")
         else:
             image[name] = {} if isinstance(value, dict) else value
             versions[prefix + name] = version
+            written += 1
+    return written
+
+
+def _write_nested(entity: dict, event: ChangeEvent) -> None:
+    """The newest upsert when nested values or nulled paths are involved."""
+    _expand(entity)
+    versions = entity["versions"]
+    written = _write_newest(entity["fields"], versions, event.fields, event.version)
+    if not event.nulled:
+        if len(versions) == written:
+            versions.clear()  # the others were older: this event wrote every leaf
+        return
+    for path in event.nulled:
+        _assign(entity, path.replace(".", "/"), None, event.version)
+    entity["version"] = event.version
+    _compact(entity)
 
 
 def apply_event(entity: dict, event: ChangeEvent) -> str:
@@ -151,18 +197,32 @@ def apply_event(entity: dict, event: ChangeEvent) -> str:
     version, op = event.version, event.op
     if op == UPSERT and version > entity["version"]:
         # Newer than anything folded so far, CDC's usual order: every field wins.
-        fields = event.fields
-        if dict in map(type, fields.values()):
-            _write_newest(entity["fields"], entity["versions"], fields, version)
-        elif entity["versions"]:
-            entity["fields"].update(fields)
-            entity["versions"].update(dict.fromkeys(fields, version))
+        fields, image, versions = event.fields, entity["fields"], entity["versions"]
+        if not versions and not event.nulled and not image:
+            entity["fields"] = dict(fields)
+        elif event.nulled or dict in map(type, fields.values()) or not versions and dict in map(type, image.values()):
+            _write_nested(entity, event)
+        elif not versions:
+            image.update(fields)
+            if len(image) != len(fields):  # some leaves keep the older version
+                entity["versions"] = versions = dict.fromkeys(image, entity["version"])
+                versions.update(dict.fromkeys(fields, version))
         else:
-            entity["fields"], entity["versions"] = dict(fields), dict.fromkeys(fields, version)
-        for path in event.nulled:
-            _assign(entity, path.replace(".", "/"), None, version)
+            image.update(fields)
+            versions.update(dict.fromkeys(fields, version))
+            if len(versions) == len(fields):
+                versions.clear()  # the others were older: this event wrote every leaf
         entity["life"], entity["alive"], entity["version"] = version + _UPSERT_LIFE, True, version
         return APPLIED
+    _expand(entity)
+    outcome = _apply_older(entity, event)
+    _compact(entity)
+    return outcome
+
+
+def _apply_older(entity: dict, event: ChangeEvent) -> str:
+    """Every event but the newest upsert: per-leaf comparisons on expanded versions."""
+    version, op = event.version, event.op
     erased = entity["erased"]
     if erased and version <= erased:
         return SUPERSEDED

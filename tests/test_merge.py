@@ -6,7 +6,7 @@ import copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from singleview.merge import (APPLIED, SUPERSEDED, Contribution, apply_event, entity_email,
+from singleview.merge import (APPLIED, SUPERSEDED, Contribution, _compact, _expand, apply_event, entity_email,
                               merge_contributions, new_entity)
 from singleview.model import DELETE, ERASE, MERGE, RESTORE, UPSERT, ChangeEvent, make_version
 from singleview.view import render
@@ -133,3 +133,31 @@ def test_render_orders_totals_and_lists_in_a_total_order():
     assert doc["stats"]["order_count"] == 3
     assert doc["sources"] == ["orders"]
     assert render("a@x.com", list(reversed(orders))) == doc
+
+
+@settings(max_examples=200)
+@given(events, st.integers(0, 12))
+def test_state_stored_with_a_version_per_leaf_folds_the_same(evs, cut):
+    """Documents written before versions were compacted kept one per leaf."""
+    expected, _ = fold(evs)
+    stored, _ = fold(evs[:cut])
+    compacted = copy.deepcopy(stored)
+    _compact(compacted)
+    assert compacted == stored
+    _expand(stored)
+    for e in evs[cut:]:
+        apply_event(stored, e)
+    _compact(stored)
+    assert stored == expected
+
+
+def test_first_upsert_keeps_no_version_per_field_and_leaves_the_event_alone():
+    address = {"city": "Rome"}
+    event = upsert(2, phone="p", mailing_address=address)
+    entity, _ = fold([event])
+    assert entity["versions"] == {} and entity["version"] == make_version(2)
+    apply_event(entity, upsert(3, mailing_address={"street": "Via Roma"}))
+    assert address == {"city": "Rome"}
+    assert entity["fields"]["mailing_address"] == {"city": "Rome", "street": "Via Roma"}
+    assert entity["versions"] == {"phone": make_version(2), "mailing_address/city": make_version(2),
+                                  "mailing_address/street": make_version(3)}
