@@ -8,7 +8,6 @@ what lets replays, retries, late data and concurrent workers converge.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
@@ -24,12 +23,6 @@ EMAIL_FIELD = {"crm": "email", "orders": "customer_email", "marketing": "email"}
 CHILD_OF = {"order_items": ("orders", "items"), "pageviews": ("marketing", "views")}
 
 
-def order_key(event: ChangeEvent) -> str:
-    """The event's version with a deterministic tie-breaker appended (for ordering a batch)."""
-    digest = hashlib.blake2b(event.fingerprint().encode(), digest_size=8).hexdigest()
-    return f"{event.version}#{digest}"
-
-
 # Between a life-cycle change and another at the same version, the later op here wins:
 # a delete beats the upsert it shares a commit with, and an erasure beats everything.
 _LIFE_RANK = {UPSERT: "1", RESTORE: "2", MERGE: "3", DELETE: "4", ERASE: "5"}
@@ -38,6 +31,20 @@ _UPSERT_LIFE = f"#{_LIFE_RANK[UPSERT]}"
 
 def life_key(event: ChangeEvent) -> str:
     return f"{event.version}#{_LIFE_RANK[event.op]}"
+
+
+def in_fold_order(events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
+    """A batch in one deterministic order, oldest first.
+
+    The fold's result does not depend on order; this order keeps it on its
+    fast path and gives a retried batch the same applied/superseded counts.
+    The fingerprint, the costly part, is computed only when keys tie.
+    """
+    ordered = sorted(events, key=life_key)
+    keys = [life_key(e) for e in ordered]
+    if any(a == b for a, b in zip(keys, keys[1:])):
+        ordered.sort(key=lambda e: (life_key(e), e.fingerprint()))
+    return ordered
 
 
 def new_entity() -> dict:

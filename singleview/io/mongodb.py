@@ -22,7 +22,7 @@ from pymongo.errors import BulkWriteError
 
 from singleview.io.indexes import ensure_segment_indexes, index_currencies
 from singleview.merge import (APPLIED, CHILD_OF, Contribution, apply_event, entity_email,
-                              merge_contributions, new_entity, order_key)
+                              in_fold_order, merge_contributions, new_entity)
 from singleview.model import ERASE, ChangeEvent
 from singleview.view import DEFAULT_HISTORY_CAP, contribution, render
 
@@ -220,10 +220,15 @@ class ApplyToProjectionFn(_MongoDoFn):
 
     def _fold(self, doc_id: str, before: dict | None, events: list[ChangeEvent]) -> tuple[dict, list[str]]:
         doc = copy.deepcopy(before) if before else {"_id": doc_id, "_rev": 0}
-        ordered = sorted(events, key=order_key)
+        ordered = in_fold_order(events)
         if self.source in CHILD_OF:
             children = doc.setdefault(CHILD_OF[self.source][1], {})
-            outcomes = [apply_event(children.setdefault(e.entity_id, new_entity()), e) for e in ordered]
+            outcomes = []
+            for e in ordered:
+                child = children.get(e.entity_id)
+                if child is None:
+                    child = children[e.entity_id] = new_entity()
+                outcomes.append(apply_event(child, e))
         else:
             entity = doc.setdefault("state", new_entity())
             outcomes = [apply_event(entity, e) for e in ordered]
