@@ -24,7 +24,7 @@ PYEOF
 }
 
 build() {
-  if [ ! -x "$BIN" ] || [ tools/ferretdb/go.mod -nt "$BIN" ] || [ tools/ferretdb/main.go -nt "$BIN" ]; then
+  if [ ! -x "$BIN" ] || [ -n "$(find tools/ferretdb -newer "$BIN" -print -quit)" ]; then
     mkdir -p .data/bin
     (cd tools/ferretdb && go build -o "../../$BIN" .)
   fi
