@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from singleview.merge import (APPLIED, SUPERSEDED, Contribution, _compact, _expand, apply_event, entity_email,
-                              merge_contributions, new_entity)
+                              in_fold_order, merge_contributions, new_entity)
 from singleview.model import DELETE, ERASE, MERGE, RESTORE, UPSERT, ChangeEvent, make_version
 from singleview.view import render
 
@@ -45,6 +45,16 @@ def test_projection_is_independent_of_order_and_duplication(evs, rnd):
     rnd.shuffle(shuffled)
     got, _ = fold(shuffled)
     assert got == expected
+
+
+@settings(max_examples=200)
+@given(events, st.randoms())
+def test_a_batch_has_one_fold_order_whatever_its_arrival_order(evs, rnd):
+    """A retried bundle, whatever order it comes in, folds in the same order."""
+    shuffled = evs + evs[: len(evs) // 3]
+    expected = in_fold_order(shuffled)
+    rnd.shuffle(shuffled)
+    assert in_fold_order(shuffled) == expected
 
 
 @settings(max_examples=200)
