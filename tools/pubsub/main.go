@@ -19,8 +19,8 @@ import (
 )
 
 // holdEmptyPull answers a Pull as soon as a message is there, and an empty
-// one after at most `hold`. pstest holds an empty Pull for 500 ms under its
-// lock, and Beam's DirectRunner pulls every subscription in turn on one
+// one after at most `hold`. pstest alone holds an empty Pull for 500 ms,
+// and Beam's DirectRunner pulls every subscription in turn on one
 // worker thread, so each idle subscription stalled the whole pipeline
 // (bench/freshness.py); answering at once instead made an idle pipeline
 // spin a core on empty pulls. A short hold, polled, is neither.
