@@ -167,6 +167,12 @@ class Result:
         return xs[min(len(xs) - 1, max(0, int(round(p / 100 * len(xs) + 0.5)) - 1))] * 1000
 
 
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (Linux): steadier than latency on a shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def drive(name: str, call, args_for, rate: float, duration: float, warmup: float,
           max_inflight: int) -> Result:
     """Call call(args_for(i)) at `rate` per second for warmup + duration seconds;
@@ -256,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     api, base = start_api(args.mongo_uri, database, log_path)
     results: list[tuple[Result, Result]] = []
+    api_cpu_ms: dict[str, float] = {}
     try:
         limits = httpx.Limits(max_connections=args.max_inflight, max_keepalive_connections=args.max_inflight)
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY}"},
@@ -280,8 +287,13 @@ def main(argv: list[str] | None = None) -> int:
                 pair = []
                 for side, call in (("api", api_call), ("pymongo", mongo_call)):
                     print(f"driving {label}/{side} at {rate:g}/s for {args.duration:g} s ...", flush=True)
-                    pair.append(drive(f"{label}-{side}", call, pick, rate, args.duration,
-                                      args.warmup, args.max_inflight))
+                    cpu_before = cpu_seconds(api.pid) if side == "api" else 0.0
+                    result = drive(f"{label}-{side}", call, pick, rate, args.duration,
+                                   args.warmup, args.max_inflight)
+                    calls = int((args.warmup + args.duration) * rate) - result.dropped
+                    if side == "api" and calls > 0:
+                        api_cpu_ms[label] = (cpu_seconds(api.pid) - cpu_before) / calls * 1000
+                    pair.append(result)
                 results.append(tuple(pair))
     finally:
         api.terminate()
@@ -307,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r.pct(50):>8.2f} {r.pct(99):>8.2f} {mx:>8.2f}")
         print(f"{'':<9} {'api/pymongo':<8} p50 x{api_r.pct(50) / mongo_r.pct(50):.2f}, "
               f"p99 x{api_r.pct(99) / mongo_r.pct(99):.2f}")
+    print("API process CPU per request (warm-up included): "
+          + ", ".join(f"{label} {ms:.2f} ms" for label, ms in api_cpu_ms.items()))
     return 0
 
 

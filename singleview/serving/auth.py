@@ -20,7 +20,7 @@ def key_matches(given: str, keys: tuple[str, ...]) -> bool:
     return ok
 
 
-def require_api_key(
+async def require_api_key(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
 ) -> None:

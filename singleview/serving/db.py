@@ -50,6 +50,10 @@ def ensure_indexes(collection: Collection, settings: Settings) -> list[str]:
     return ensure_segment_indexes(collection, settings.index_currencies)
 
 
-def get_collection(request: Request) -> Collection:
-    """FastAPI dependency: the customer_sv collection."""
+async def get_collection(request: Request) -> Collection:
+    """FastAPI dependency: the customer_sv collection.
+
+    Dependencies that do no I/O are `async def`: FastAPI runs a plain `def`
+    dependency on its thread pool, a hop that cost ~0.2 ms of CPU each.
+    """
     return request.app.state.collection

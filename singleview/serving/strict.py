@@ -14,7 +14,7 @@ def _query_names(dependant: Dependant) -> set[str]:
     return names
 
 
-def reject_unknown_parameters(request: Request) -> None:
+async def reject_unknown_parameters(request: Request) -> None:
     route = request.scope.get("route")
     known = getattr(route, "known_query_parameters", None)
     if known is None:

@@ -30,7 +30,7 @@ router = APIRouter(
 )
 
 
-def segment_params(
+async def segment_params(
     viewed_category: Annotated[str | None, Query(min_length=1, max_length=200, description="viewed this category (exact)")] = None,
     no_purchase_days: Annotated[int | None, Query(ge=0, le=36500, description="no order in the last N days, including never")] = None,
     min_orders: Annotated[int | None, Query(ge=0, le=MAX_COUNT, description="at least this many orders")] = None,
@@ -44,7 +44,7 @@ def segment_params(
                    min_lifetime_value, currency)
 
 
-def crud_filter(
+async def crud_filter(
     request: Request,
     segment: Annotated[Segment, Depends(segment_params)],
     q: Annotated[str | None, Query(alias="_q", max_length=MAX_Q_LENGTH, description="MongoDB filter as JSON (operator whitelist)")] = None,
