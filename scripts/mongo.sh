@@ -12,6 +12,9 @@ BIN=".data/bin/ferretdb"
 PIDFILE="$STATE/ferretdb.pid"
 LOG="$STATE/ferretdb.log"
 PY="${PYTHON:-.venv/bin/python}"
+# SINGLEVIEW_FERRETDB_ARGS: extra launcher flags, e.g. -id-pushdown-index=false
+# to measure without the _id index tools/ferretdb adds.
+read -r -a EXTRA <<<"${SINGLEVIEW_FERRETDB_ARGS:-}"
 
 ping() {
   "$PY" - "$ADDR" <<'PYEOF'
@@ -35,7 +38,7 @@ start() {
   if ping; then echo "MongoDB-wire server already up on $ADDR"; return; fi
   build
   mkdir -p "$DATA"
-  setsid "$BIN" -listen-addr "$ADDR" -sqlite-url "file:$DATA/" >"$LOG" 2>&1 </dev/null &
+  setsid "$BIN" -listen-addr "$ADDR" -sqlite-url "file:$DATA/" ${EXTRA[@]+"${EXTRA[@]}"} >"$LOG" 2>&1 </dev/null &
   echo $! > "$PIDFILE"
   for _ in $(seq 1 100); do
     if ping; then echo "FerretDB up on mongodb://$ADDR (data in $DATA)"; return; fi

@@ -1,4 +1,4 @@
-"""The local FerretDB launcher's `_id` index (tools/ferretdb/idindex.go).
+"""The local FerretDB launcher's `_id` index (tools/ferretdb/main.go).
 
 FerretDB 1.24 finds a document by `_ferretdb_sjson->'$._id'` but indexes
 `_ferretdb_sjson->"_id"`; the launcher adds an index on the first, which is
@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+import uuid
 
 import pytest
 
@@ -20,14 +21,13 @@ pytestmark = pytest.mark.skipif(bool(os.environ.get("MONGODB_URI")),
 LOOKUP = "EXPLAIN QUERY PLAN SELECT _ferretdb_sjson FROM {table} WHERE _ferretdb_sjson->'$._id' = ?"
 
 
-def data_file(database_name: str):
-    state = os.environ.get("SINGLEVIEW_MONGO_DIR") or str(ROOT / ".data")
-    return os.path.join(state, "ferretdb", f"{database_name}.sqlite")
+def data_dir() -> str:
+    return os.path.join(ROOT, os.environ.get("SINGLEVIEW_MONGO_DIR") or ".data", "ferretdb")
 
 
 def lookup_plan(database_name: str, collection: str, wait_s: float = 5.0) -> str:
     """SQLite's plan for FerretDB's look-up by `_id`, once the launcher had time to index."""
-    path = data_file(database_name)
+    path = os.path.join(data_dir(), f"{database_name}.sqlite")
     assert os.path.exists(path), f"no FerretDB data file at {path}: is the server this checkout's?"
     deadline = time.monotonic() + wait_s
     while True:
@@ -44,6 +44,7 @@ def lookup_plan(database_name: str, collection: str, wait_s: float = 5.0) -> str
 
 
 def test_lookup_by_id_uses_an_index(database, database_name):
+    assert sqlite3.sqlite_version_info >= (3, 38), "the -> operator in FerretDB's schema needs SQLite 3.38+"
     database.people.insert_many([{"_id": f"p{i}@example.com", "n": i} for i in range(500)])
     plan = lookup_plan(database_name, "people")
     assert "SEARCH" in plan and "__id_pushdown" in plan, plan
@@ -63,3 +64,18 @@ def test_a_recreated_collection_is_indexed_again(database, database_name):
     database.people.insert_one({"_id": "b@example.com"})
     assert "USING INDEX" in lookup_plan(database_name, "people")
     assert database.people.find_one({"_id": "b@example.com"}) == {"_id": "b@example.com"}
+
+
+def test_the_wal_files_of_a_dropped_database_are_removed(mongo_client):
+    """A database dropped while the launcher had its file open leaves <db>.sqlite-wal
+    and -shm behind; a database re-created under that name would replay them."""
+    mongo_client.admin.command("ping")
+    orphans = [os.path.join(data_dir(), f"svtest_orphan_{uuid.uuid4().hex[:10]}.sqlite{suffix}")
+               for suffix in ("-wal", "-shm")]
+    for path in orphans:
+        with open(path, "wb") as f:
+            f.write(b"\0" * 32)
+    deadline = time.monotonic() + 5
+    while any(os.path.exists(p) for p in orphans) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(os.path.exists(p) for p in orphans)
