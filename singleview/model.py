@@ -69,10 +69,8 @@ class ChangeEvent:
     nulled: tuple[str, ...] = ()
 
     def fingerprint(self) -> str:
-        """A deterministic tie-breaker between events with equal versions."""
-        return json.dumps(
-            [self.op, self.fields, list(self.nulled), list(self.merged_ids)],
-            sort_keys=True, default=str, separators=(",", ":"))
+        """A deterministic tie-breaker between events with equal versions: equal only for equal events."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, default=str, separators=(",", ":"))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
