@@ -70,7 +70,8 @@ class ChangeEvent:
 
     def fingerprint(self) -> str:
         """A deterministic tie-breaker between events with equal versions: equal only for equal events."""
-        return json.dumps(dataclasses.asdict(self), sort_keys=True, default=str, separators=(",", ":"))
+        return json.dumps([getattr(self, f.name) for f in dataclasses.fields(self)],
+                          sort_keys=True, default=str, separators=(",", ":"))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
