@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Iterable, Mapping
 
 from singleview.model import DELETE, ERASE, MERGE, RESTORE, UPSERT, ChangeEvent, normalise_email
@@ -40,11 +41,10 @@ def in_fold_order(events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
     fast path and gives a retried batch the same applied/superseded counts.
     The fingerprint, the costly part, is computed only when keys tie.
     """
-    ordered = sorted(events, key=life_key)
-    keys = [life_key(e) for e in ordered]
-    if any(a == b for a, b in zip(keys, keys[1:])):
-        ordered.sort(key=lambda e: (life_key(e), e.fingerprint()))
-    return ordered
+    keyed = [(life_key(e), e) for e in events]
+    if len({key for key, _ in keyed}) < len(keyed):
+        return sorted(events, key=lambda e: (life_key(e), e.fingerprint()))
+    return [e for _, e in sorted(keyed, key=itemgetter(0))]
 
 
 def new_entity() -> dict:
