@@ -15,6 +15,16 @@ ALLOWED_LATENESS_SECONDS = 24 * 3600
 ARRIVAL, PUBLISH = "arrival", "publish"
 
 
+def fixed_windows(seconds: float, early=None) -> beam.WindowInto:
+    """Fixed windows that fire at the watermark (and `early`, if given) and once
+    per late change, for a day of lateness, each pane holding only what is new."""
+    return beam.WindowInto(
+        window.FixedWindows(seconds),
+        trigger=trigger.AfterWatermark(early=early, late=trigger.AfterCount(1)),
+        allowed_lateness=ALLOWED_LATENESS_SECONDS,
+        accumulation_mode=trigger.AccumulationMode.DISCARDING)
+
+
 class WindowChanges(beam.PTransform):
     """Fixed windows with early firings and discarding panes.
 
@@ -36,13 +46,8 @@ class WindowChanges(beam.PTransform):
     def expand(self, pcoll):
         if self.by == ARRIVAL:
             pcoll = pcoll | "StampArrival" >> beam.Map(lambda change: window.TimestampedValue(change, time.time()))
-        return pcoll | "FixedWindows" >> beam.WindowInto(
-            window.FixedWindows(self.window_seconds),
-            trigger=trigger.AfterWatermark(
-                early=trigger.AfterProcessingTime(max(1, math.ceil(self.window_seconds))),
-                late=trigger.AfterCount(1)),
-            allowed_lateness=ALLOWED_LATENESS_SECONDS,
-            accumulation_mode=trigger.AccumulationMode.DISCARDING)
+        early = trigger.AfterProcessingTime(max(1, math.ceil(self.window_seconds)))
+        return pcoll | "FixedWindows" >> fixed_windows(self.window_seconds, early)
 
 
 class WindowForMerge(beam.PTransform):
@@ -57,8 +62,4 @@ class WindowForMerge(beam.PTransform):
         self.window_seconds = window_seconds
 
     def expand(self, pcoll):
-        return pcoll | "FixedWindows" >> beam.WindowInto(
-            window.FixedWindows(self.window_seconds),
-            trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
-            allowed_lateness=ALLOWED_LATENESS_SECONDS,
-            accumulation_mode=trigger.AccumulationMode.DISCARDING)
+        return pcoll | "FixedWindows" >> fixed_windows(self.window_seconds)
