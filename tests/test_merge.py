@@ -18,8 +18,8 @@ def upsert(version, **fields):
     return ChangeEvent("crm", "c1", UPSERT, make_version(version), fields)
 
 
-def fold(events):
-    entity = new_entity()
+def fold(events, entity=None):
+    entity = new_entity() if entity is None else entity
     outcomes = [apply_event(entity, e) for e in events]
     return entity, outcomes
 
@@ -62,9 +62,7 @@ def test_a_batch_has_one_fold_order_whatever_its_arrival_order(evs, rnd):
 def test_projection_split_over_two_runs_equals_one(evs, cut):
     expected, _ = fold(evs)
     first, _ = fold(evs[:cut])
-    second = copy.deepcopy(first)
-    for e in evs[cut:]:
-        apply_event(second, e)
+    second, _ = fold(evs[cut:], copy.deepcopy(first))
     assert second == expected
 
 
@@ -155,8 +153,7 @@ def test_state_stored_with_a_version_per_leaf_folds_the_same(evs, cut):
     _compact(compacted)
     assert compacted == stored
     _expand(stored)
-    for e in evs[cut:]:
-        apply_event(stored, e)
+    fold(evs[cut:], stored)
     _compact(stored)
     assert stored == expected
 
