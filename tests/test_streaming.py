@@ -89,8 +89,9 @@ def archive(project: str, subscription: str, count: int, path: Path) -> list[dic
     return records
 
 
-def test_the_local_server_answers_an_empty_pull_at_once(pubsub_host, database_name):
-    """pstest held it 500 ms, stalling the DirectRunner's one worker on every idle subscription."""
+def test_the_local_server_answers_an_empty_pull_quickly(pubsub_host, database_name):
+    """Held at most 20 ms (tools/pubsub); pstest held it 500 ms, stalling the
+    DirectRunner's one worker on every idle subscription."""
     from google.cloud import pubsub_v1
     name = f"empty-{database_name[-10:]}"
     ensure_topic_and_subscription(PROJECT, name, name)
