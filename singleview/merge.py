@@ -50,34 +50,45 @@ def in_fold_order(events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
 def new_entity() -> dict:
     """An entity nothing was folded into.
 
-    `versions` maps a path to the newest version written there. It is empty
-    while every leaf of `fields` was written at the entity's `version` and
-    nothing else is remembered: a new entity's first upsert, CDC's usual
-    case, then writes no version per field.
+    `versions` maps a path to the newest version written there. It is None
+    (or, in documents written before, empty) while every leaf of `fields`
+    was written at the entity's `version` and nothing else is remembered: a
+    new entity's first upsert, CDC's usual case, then writes no version per
+    field, and the entity holds one dict fewer for the garbage collector to
+    walk.
     """
-    return {"fields": {}, "versions": {}, "version": "", "alive": False, "life": "", "erased": ""}
+    entity = _NEW_ENTITY.copy()
+    entity["fields"] = {}
+    return entity
 
 
-def _leaves(image: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
+_NEW_ENTITY = {"fields": None, "versions": None, "version": "", "alive": False, "life": "", "erased": ""}
+
+
+def _leaf_versions(image: Mapping[str, Any], version: str, versions: dict, prefix: str = "") -> dict:
+    """Put every leaf path of the image into `versions` at one version."""
     for name, value in image.items():
         if type(value) is dict and value:
-            yield from _leaves(value, f"{prefix}{name}/")
+            _leaf_versions(value, version, versions, f"{prefix}{name}/")
         else:
-            yield prefix + name
+            versions[prefix + name] = version
+    return versions
 
 
-def _expand(entity: dict) -> None:
+def _expand(entity: dict) -> dict:
     """Give every leaf its own version, the form the per-leaf rules read."""
-    if not entity["versions"] and entity["fields"]:
-        entity["versions"] = dict.fromkeys(_leaves(entity["fields"]), entity["version"])
+    versions = entity["versions"]
+    if not versions:
+        versions = entity["versions"] = _leaf_versions(entity["fields"], entity["version"], {})
+    return versions
 
 
 def _compact(entity: dict) -> None:
     """Drop the versions again when they all equal the entity's (see `new_entity`)."""
     versions, version = entity["versions"], entity["version"]
-    if (versions and all(v == version for v in versions.values())
-            and len(versions) == sum(1 for _ in _leaves(entity["fields"]))):
-        versions.clear()
+    if (not versions or all(v == version for v in versions.values())
+            and len(versions) == len(_leaf_versions(entity["fields"], version, {}))):
+        entity["versions"] = None
 
 
 def _canonical(value: Any) -> str:
@@ -181,17 +192,43 @@ def _write_newest(image: dict, versions: dict, fields: Mapping[str, Any], versio
 
 def _write_nested(entity: dict, event: ChangeEvent) -> None:
     """The newest upsert when nested values or nulled paths are involved."""
-    _expand(entity)
-    versions = entity["versions"]
+    versions = _expand(entity)
     written = _write_newest(entity["fields"], versions, event.fields, event.version)
     if not event.nulled:
         if len(versions) == written:
-            versions.clear()  # the others were older: this event wrote every leaf
+            entity["versions"] = None  # the others were older: this event wrote every leaf
         return
     for path in event.nulled:
         _assign(entity, path.replace(".", "/"), None, event.version)
     entity["version"] = event.version
     _compact(entity)
+
+
+def _repeats(entity: dict, event: ChangeEvent) -> bool:
+    """An upsert at the version of a compact entity that changes no leaf.
+
+    Redeliveries are this; without the check each would expand and compare
+    every leaf only to change nothing. Its life cycle cannot change either:
+    an entity's `life` is never older than its `version`.
+    """
+    return not entity["versions"] and not event.nulled and event.fields.items() <= entity["fields"].items()
+
+
+def _apply_life(entity: dict, event: ChangeEvent) -> str:
+    """A delete or restore: only the life cycle changes, never a field.
+
+    An erasure is part of the life cycle, so one that is newer supersedes
+    these by `life` alone.
+    """
+    version, life = event.version, life_key(event)
+    if life <= entity["life"]:
+        return SUPERSEDED
+    if version > entity["version"]:
+        if entity["fields"]:
+            _expand(entity)  # the fields keep their older versions
+        entity["version"] = version
+    entity["life"], entity["alive"] = life, event.op == RESTORE
+    return APPLIED
 
 
 def apply_event(entity: dict, event: ChangeEvent) -> str:
@@ -202,25 +239,30 @@ def apply_event(entity: dict, event: ChangeEvent) -> str:
     without hashing every event.
     """
     version, op = event.version, event.op
-    if op == UPSERT and version > entity["version"]:
-        # Newer than anything folded so far, CDC's usual order: every field wins.
-        fields, image, versions = event.fields, entity["fields"], entity["versions"]
-        if not versions and not event.nulled and not image:
-            entity["fields"] = dict(fields)
-        elif event.nulled or dict in map(type, fields.values()) or not versions and dict in map(type, image.values()):
-            _write_nested(entity, event)
-        elif not versions:
-            image.update(fields)
-            if len(image) != len(fields):  # some leaves keep the older version
-                entity["versions"] = versions = dict.fromkeys(image, entity["version"])
-                versions.update(dict.fromkeys(fields, version))
-        else:
-            image.update(fields)
-            versions.update(dict.fromkeys(fields, version))
-            if len(versions) == len(fields):
-                versions.clear()  # the others were older: this event wrote every leaf
-        entity["life"], entity["alive"], entity["version"] = version + _UPSERT_LIFE, True, version
-        return APPLIED
+    if op == UPSERT:
+        if version > entity["version"]:
+            # Newer than anything folded so far, CDC's usual order: every field wins.
+            fields, image, versions = event.fields, entity["fields"], entity["versions"]
+            if not image and not versions and not event.nulled:
+                entity["fields"] = dict(fields)
+            elif event.nulled or dict in map(type, fields.values()):
+                _write_nested(entity, event)
+            elif not versions and image.keys() <= fields.keys():
+                image.update(fields)
+            else:
+                if not versions:
+                    versions = _expand(entity)
+                image.update(fields)
+                for name in fields:
+                    versions[name] = version
+                if len(versions) == len(fields):
+                    entity["versions"] = None  # the others were older: this event wrote every leaf
+            entity["life"], entity["alive"], entity["version"] = version + _UPSERT_LIFE, True, version
+            return APPLIED
+        if version == entity["version"] and _repeats(entity, event):
+            return SUPERSEDED
+    elif op == DELETE or op == RESTORE:
+        return _apply_life(entity, event)
     _expand(entity)
     outcome = _apply_older(entity, event)
     _compact(entity)
@@ -228,7 +270,7 @@ def apply_event(entity: dict, event: ChangeEvent) -> str:
 
 
 def _apply_older(entity: dict, event: ChangeEvent) -> str:
-    """Every event but the newest upsert: per-leaf comparisons on expanded versions."""
+    """Older upserts, erasures and merges: per-leaf comparisons on expanded versions."""
     version, op = event.version, event.op
     erased = entity["erased"]
     if erased and version <= erased:
@@ -246,13 +288,13 @@ def _apply_older(entity: dict, event: ChangeEvent) -> str:
             _set_path(image, path, {} if isinstance(value, dict) else value)
         entity.update(fields=image, versions=kept, erased=erased)
         changed = True
-    elif op in (DELETE, RESTORE, MERGE):
-        changed = op == MERGE and _assign(entity, "merged_into", event.parent_id, version)
+    elif op == MERGE:
+        changed = _assign(entity, "merged_into", event.parent_id, version)
     else:
         raise ValueError(f"unknown op {op!r}")
     life = life_key(event)
     if life > entity["life"]:
-        entity["life"], entity["alive"] = life, op in (UPSERT, RESTORE)
+        entity["life"], entity["alive"] = life, op == UPSERT
         changed = True
     if changed:
         if version > entity["version"]:

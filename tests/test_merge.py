@@ -66,6 +66,19 @@ def test_projection_split_over_two_runs_equals_one(evs, cut):
     assert second == expected
 
 
+@settings(max_examples=300)
+@given(events)
+def test_an_event_is_superseded_exactly_when_it_changes_nothing(evs):
+    """The applied/superseded counts are honest, on every path of the fold."""
+    entity = new_entity()
+    for e in evs:
+        before = copy.deepcopy(entity)
+        outcome = apply_event(entity, e)
+        after = copy.deepcopy(entity)
+        _expand(before), _expand(after)
+        assert (outcome == SUPERSEDED) == (before == after), e
+
+
 def test_field_level_last_writer_wins():
     entity, outcomes = fold([upsert(2, phone="new"), upsert(1, phone="old", first_name="Jane")])
     assert entity["fields"] == {"phone": "new", "first_name": "Jane"}
@@ -75,6 +88,14 @@ def test_field_level_last_writer_wins():
 def test_duplicate_is_superseded():
     _, outcomes = fold([upsert(1, phone="x"), upsert(1, phone="x")])
     assert outcomes == [APPLIED, SUPERSEDED]
+
+
+def test_an_unchanged_value_at_a_newer_version_still_outranks_older_writes():
+    """A full image repeats values it did not change; their newer version still counts."""
+    entity, outcomes = fold([upsert(1, phone="x"), upsert(3, first_name="J"),
+                             upsert(3, phone="x", first_name="J"), upsert(2, phone="y")])
+    assert entity["fields"]["phone"] == "x"
+    assert outcomes == [APPLIED, APPLIED, APPLIED, SUPERSEDED]
 
 
 def test_older_upsert_does_not_resurrect_a_delete():
@@ -162,7 +183,7 @@ def test_first_upsert_keeps_no_version_per_field_and_leaves_the_event_alone():
     address = {"city": "Rome"}
     event = upsert(2, phone="p", mailing_address=address)
     entity, _ = fold([event])
-    assert entity["versions"] == {} and entity["version"] == make_version(2)
+    assert entity["versions"] is None and entity["version"] == make_version(2)
     apply_event(entity, upsert(3, mailing_address={"street": "Via Roma"}))
     assert address == {"city": "Rome"}
     assert entity["fields"]["mailing_address"] == {"city": "Rome", "street": "Via Roma"}
