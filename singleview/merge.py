@@ -30,8 +30,16 @@ _LIFE_RANK = {UPSERT: "1", RESTORE: "2", MERGE: "3", DELETE: "4", ERASE: "5"}
 _UPSERT_LIFE = f"#{_LIFE_RANK[UPSERT]}"
 
 
+_ALIVE_AFTER = frozenset((_LIFE_RANK[UPSERT], _LIFE_RANK[RESTORE]))
+
+
 def life_key(event: ChangeEvent) -> str:
     return f"{event.version}#{_LIFE_RANK[event.op]}"
+
+
+def is_alive(entity: Mapping) -> bool:
+    """Whether the entity's newest life-cycle event (its `life`) left it alive: an upsert or a restore."""
+    return entity["life"][-1:] in _ALIVE_AFTER
 
 
 def in_fold_order(events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
@@ -62,7 +70,7 @@ def new_entity() -> dict:
     return entity
 
 
-_NEW_ENTITY = {"fields": None, "versions": None, "version": "", "alive": False, "life": "", "erased": ""}
+_NEW_ENTITY = {"fields": None, "versions": None, "version": "", "life": "", "erased": ""}
 
 
 def _leaf_versions(image: Mapping[str, Any], version: str, versions: dict, prefix: str = "") -> dict:
@@ -151,6 +159,8 @@ def _assign(entity: dict, path: str, value: Any, version: str) -> bool:
             value = {}
             for _, _, sub in later:
                 _set_path(value, sub, _get_path(existing, sub))
+    if current == version and value == existing:
+        return False  # a tie whose newer leaves below keep the image as it was
     _set_path(image, path, value)
     return True
 
@@ -190,6 +200,13 @@ def _write_newest(image: dict, versions: dict, fields: Mapping[str, Any], versio
     return written
 
 
+def _has_nested(fields: Mapping[str, Any]) -> bool:
+    for value in fields.values():
+        if type(value) is dict:
+            return True
+    return False
+
+
 def _write_nested(entity: dict, event: ChangeEvent) -> None:
     """The newest upsert when nested values or nulled paths are involved."""
     versions = _expand(entity)
@@ -227,7 +244,7 @@ def _apply_life(entity: dict, event: ChangeEvent) -> str:
         if entity["fields"]:
             _expand(entity)  # the fields keep their older versions
         entity["version"] = version
-    entity["life"], entity["alive"] = life, event.op == RESTORE
+    entity["life"] = life
     return APPLIED
 
 
@@ -239,26 +256,32 @@ def apply_event(entity: dict, event: ChangeEvent) -> str:
     without hashing every event.
     """
     version, op = event.version, event.op
-    if op == UPSERT:
-        if version > entity["version"]:
-            # Newer than anything folded so far, CDC's usual order: every field wins.
-            fields, image, versions = event.fields, entity["fields"], entity["versions"]
-            if not image and not versions and not event.nulled:
-                entity["fields"] = dict(fields)
-            elif event.nulled or dict in map(type, fields.values()):
-                _write_nested(entity, event)
-            elif not versions and image.keys() <= fields.keys():
-                image.update(fields)
-            else:
-                if not versions:
-                    versions = _expand(entity)
-                image.update(fields)
-                for name in fields:
+    if op == UPSERT and version > entity["version"]:
+        # Newer than anything folded so far, CDC's usual order: every field wins.
+        image, versions = entity["fields"], entity["versions"]
+        if not image and not versions and not event.nulled:
+            entity["fields"] = dict(event.fields)
+        elif event.nulled or _has_nested(event.fields):
+            _write_nested(entity, event)
+        elif not versions and not _has_nested(image):
+            # Flat leaves only: those the event leaves out keep the entity's old version.
+            image.update(event.fields)
+            if len(image) != len(event.fields):
+                versions = entity["versions"] = dict.fromkeys(image, entity["version"])
+                for name in event.fields:
                     versions[name] = version
-                if len(versions) == len(fields):
-                    entity["versions"] = None  # the others were older: this event wrote every leaf
-            entity["life"], entity["alive"], entity["version"] = version + _UPSERT_LIFE, True, version
-            return APPLIED
+        else:
+            if not versions:
+                versions = _expand(entity)
+            image.update(event.fields)
+            for name in event.fields:
+                versions[name] = version
+            if len(versions) == len(event.fields):
+                entity["versions"] = None  # the others were older: this event wrote every leaf
+        entity["life"] = version + _UPSERT_LIFE
+        entity["version"] = version
+        return APPLIED
+    if op == UPSERT:
         if version == entity["version"] and _repeats(entity, event):
             return SUPERSEDED
     elif op == DELETE or op == RESTORE:
@@ -294,7 +317,7 @@ def _apply_older(entity: dict, event: ChangeEvent) -> str:
         raise ValueError(f"unknown op {op!r}")
     life = life_key(event)
     if life > entity["life"]:
-        entity["life"], entity["alive"] = life, op == UPSERT
+        entity["life"] = life
         changed = True
     if changed:
         if version > entity["version"]:
@@ -305,7 +328,7 @@ def _apply_older(entity: dict, event: ChangeEvent) -> str:
 
 def entity_email(source: str, entity: Mapping | None) -> str | None:
     """The normalised email a live entity belongs to, if it has one."""
-    if not entity or not entity.get("alive"):
+    if not entity or not is_alive(entity):
         return None
     return normalise_email(entity["fields"].get(EMAIL_FIELD[source]))
 

@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Mapping
 
 from singleview.formats._common import iso_utc
-from singleview.merge import Contribution, entity_email
+from singleview.merge import Contribution, entity_email, is_alive
 
 DEFAULT_HISTORY_CAP = 100
 CANCELLED = {"canceled", "cancelled", "closed"}
@@ -40,7 +40,7 @@ def as_datetime(value: Any) -> datetime | None:
 
 
 def _live_children(children: Mapping[str, Mapping] | None) -> list[tuple[str, Mapping]]:
-    return sorted((cid, e["fields"]) for cid, e in (children or {}).items() if e.get("alive"))
+    return sorted((cid, e["fields"]) for cid, e in (children or {}).items() if is_alive(e))
 
 
 def crm_data(contact_id: str, contact: Mapping) -> dict:

@@ -6,7 +6,7 @@ import copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from singleview.merge import (APPLIED, SUPERSEDED, Contribution, _compact, _expand, apply_event, entity_email,
+from singleview.merge import (APPLIED, SUPERSEDED, Contribution, _compact, _expand, apply_event, entity_email, is_alive,
                               in_fold_order, merge_contributions, new_entity)
 from singleview.model import DELETE, ERASE, MERGE, RESTORE, UPSERT, ChangeEvent, make_version
 from singleview.view import render
@@ -98,10 +98,16 @@ def test_an_unchanged_value_at_a_newer_version_still_outranks_older_writes():
     assert outcomes == [APPLIED, APPLIED, APPLIED, SUPERSEDED]
 
 
+def test_a_flat_value_replacing_a_nested_one_remembers_the_nested_leaves():
+    """Whichever arrives first, the state records that address/city was written at 1."""
+    nested, flat = upsert(1, address={"city": "Rome"}), upsert(2, address=None)
+    assert fold([nested, flat])[0] == fold([flat, nested])[0]
+
+
 def test_older_upsert_does_not_resurrect_a_delete():
     delete = ChangeEvent("crm", "c1", DELETE, make_version(5))
     entity, _ = fold([upsert(1, email="a@x.com"), delete, upsert(3, phone="p")])
-    assert not entity["alive"] and entity_email("crm", entity) is None
+    assert not is_alive(entity) and entity_email("crm", entity) is None
     restored, _ = fold([upsert(1, email="a@x.com"), delete, ChangeEvent("crm", "c1", RESTORE, make_version(6))])
     assert entity_email("crm", restored) == "a@x.com"
 
@@ -109,7 +115,7 @@ def test_older_upsert_does_not_resurrect_a_delete():
 def test_erasure_forgets_fields_and_blocks_older_events():
     erase = ChangeEvent("marketing", "h1", ERASE, make_version(5))
     entity, outcomes = fold([upsert(1, email="a@x.com"), erase, upsert(4, email="b@x.com")])
-    assert entity["fields"] == {} and not entity["alive"]
+    assert entity["fields"] == {} and not is_alive(entity)
     assert outcomes[-1] == SUPERSEDED
 
 

@@ -21,7 +21,7 @@ from pymongo import DeleteOne, InsertOne, ReplaceOne
 from pymongo.errors import BulkWriteError
 
 from singleview.io.indexes import ensure_segment_indexes, index_currencies
-from singleview.merge import (APPLIED, CHILD_OF, Contribution, apply_event, entity_email,
+from singleview.merge import (APPLIED, CHILD_OF, Contribution, apply_event, entity_email, is_alive,
                               in_fold_order, merge_contributions, new_entity)
 from singleview.model import ERASE, ChangeEvent
 from singleview.view import DEFAULT_HISTORY_CAP, contribution, render
@@ -161,7 +161,7 @@ def child_ids(parent: Mapping) -> list[str]:
 
 def merged_owner(state: Mapping) -> str | None:
     """The contact a merged-away HubSpot contact now lives in."""
-    return None if state["alive"] else state["fields"].get("merged_into")
+    return None if is_alive(state) else state["fields"].get("merged_into")
 
 
 class ApplyToProjectionFn(_MongoDoFn):
