@@ -28,8 +28,6 @@ CHILD_OF = {"order_items": ("orders", "items"), "pageviews": ("marketing", "view
 # a delete beats the upsert it shares a commit with, and an erasure beats everything.
 _LIFE_RANK = {UPSERT: "1", RESTORE: "2", MERGE: "3", DELETE: "4", ERASE: "5"}
 _UPSERT_LIFE = f"#{_LIFE_RANK[UPSERT]}"
-
-
 _ALIVE_AFTER = frozenset((_LIFE_RANK[UPSERT], _LIFE_RANK[RESTORE]))
 
 
@@ -55,22 +53,22 @@ def in_fold_order(events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
     return [e for _, e in sorted(keyed, key=itemgetter(0))]
 
 
+_NEW_ENTITY = {"fields": None, "versions": None, "version": "", "life": "", "erased": ""}
+
+
 def new_entity() -> dict:
     """An entity nothing was folded into.
 
-    `versions` maps a path to the newest version written there. It is None
-    (or, in documents written before, empty) while every leaf of `fields`
-    was written at the entity's `version` and nothing else is remembered: a
-    new entity's first upsert, CDC's usual case, then writes no version per
-    field, and the entity holds one dict fewer for the garbage collector to
-    walk.
+    `life` is the `life_key` of its newest life-cycle event, which also
+    says whether it is alive (`is_alive`). `versions` maps a path to the
+    newest version written there. It is None (or, in documents written
+    before, empty) while every leaf of `fields` was written at the entity's
+    `version` and nothing else is remembered: a new entity's first upsert,
+    CDC's usual case, then writes no version per field.
     """
     entity = _NEW_ENTITY.copy()
     entity["fields"] = {}
     return entity
-
-
-_NEW_ENTITY = {"fields": None, "versions": None, "version": "", "life": "", "erased": ""}
 
 
 def _leaf_versions(image: Mapping[str, Any], version: str, versions: dict, prefix: str = "") -> dict:
