@@ -11,8 +11,11 @@ import fastavro
 import pytest
 from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 
+from singleview.io.mongodb import ApplyToProjectionFn, MongoTarget, WriteSingleViewsFn
 from singleview.io.pubsub import ensure_topic_and_subscription, parse_pubsub_url, publish
 from singleview.io.sources import split_line
+from singleview.merge import Contribution
+from singleview.model import UPSERT, ChangeEvent, make_version
 from singleview.pipelines.options import SingleViewOptions
 from singleview.pipelines.single_view import streaming_runner
 from singleview.samples import generate
@@ -57,6 +60,33 @@ def wait_for_views(worker, database, expected, seconds, log_path, dead_letters: 
         time.sleep(1)
     assert worker.poll() is None, log_path.read_text()[-3000:]
     return got
+
+
+def run_batch(fn, batch) -> list:
+    fn.setup()
+    try:
+        return list(fn.process(batch))
+    finally:
+        fn.teardown()
+
+
+def test_a_batch_holding_several_panes_of_one_key_applies_every_pane(mongo_uri, database, database_name):
+    """Flink fires the early, on-time and late panes of a key close together, so one bundle (and batch)
+    can hold the same document id or email more than once: none of them may shadow another."""
+    target = MongoTarget(mongo_uri, database_name)
+    event = lambda v, **fields: ChangeEvent("crm", "c1", UPSERT, make_version(v), fields)
+    run_batch(ApplyToProjectionFn("crm", target), [("c1", [event(1, email="a@x.com")]),
+                                                   ("c1", [event(2, phone="1")]), ("c1", [])])
+    stored = database["crm_customers_projection"].find_one({"_id": "c1"})["state"]["fields"]
+    assert stored == {"email": "a@x.com", "phone": "1"}
+
+    crm = lambda cid: Contribution("crm", cid, "a@x.com", (1, 0), True, {"crm_id": cid})
+    written = run_batch(WriteSingleViewsFn(target), [("a@x.com", [crm("c1")]), ("a@x.com", [crm("c2")]),
+                                                     ("a@x.com", [])])
+    assert written == ["a@x.com"]
+    assert database["customer_sv"].find_one({"_id": "a@x.com"})["crm_info"]["crm_ids"] == ["c1", "c2"]
+    assert run_batch(WriteSingleViewsFn(target), [("b@x.com", [])]) == []
+    assert database["customer_sv_tombstones"].count_documents({}) == 0, "an empty pane retires nothing"
 
 
 def test_parse_pubsub_url():
