@@ -4,6 +4,7 @@ from __future__ import annotations
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from singleview.model import SOURCES
+from singleview.transforms.window import ARRIVAL, PUBLISH
 
 
 class SingleViewOptions(PipelineOptions):
@@ -21,7 +22,7 @@ class SingleViewOptions(PipelineOptions):
                             help="database name (default: $SINGLEVIEW_DATABASE, then singleview)")
         parser.add_argument("--window_seconds", type=float, default=1.0,
                             help="fixed window that batches writes (streaming)")
-        parser.add_argument("--window_by", choices=["arrival", "publish"], default="arrival",
+        parser.add_argument("--window_by", choices=[ARRIVAL, PUBLISH], default=ARRIVAL,
                             help="time that places a change in a window: when it was read, or its Pub/Sub "
                                  "publish time (a backlog is then late on the DirectRunner: small writes)")
         parser.add_argument("--history_cap", type=int, default=100,
