@@ -248,12 +248,11 @@ def main(argv=None) -> int:
     processes = []
     streams = []
     try:
-        pipeline_env = dict(env, PUBSUB_EMULATOR_HOST=os.environ["PUBSUB_EMULATOR_HOST"])
         processes.append(start([sys.executable, "run_pipeline.py", "--streaming", "--mongo_uri", mongo_uri,
                                 "--database", database, "--window_seconds", str(args.window_seconds),
                                 *[f"--input={s}=pubsub://projects/{PROJECT}/subscriptions/{t}"
                                   for s, t in topics.items()], *args.pipeline_arg],
-                               args.logs / "pipeline.log", pipeline_env))
+                               args.logs / "pipeline.log", env))
         processes.append(start([sys.executable, "-m", "singleview.serving", "--port", str(args.api_port),
                                 "--mongo_uri", mongo_uri, "--database", database, "--log-level", "warning"],
                                args.logs / "api.log", dict(env, SINGLEVIEW_API_KEYS=KEY)))
@@ -321,7 +320,7 @@ def main(argv=None) -> int:
         deadline = time.time() + args.drain
         all_visible = None
         while time.time() < deadline and processes[0].poll() is None:
-            shown = {d["email"]: marks(d) for d in collection.find({}, {"email": 1, "crm_info.phone": 1, "stats": 1})}
+            shown = {d["email"]: marks(d) for d in collection.find({}, projection)}
             if all(shown.get(e, {}).get(k, -1) >= m for e, kinds in final.items() for k, m in kinds.items()):
                 all_visible = time.time()
                 break
