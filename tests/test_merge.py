@@ -75,7 +75,8 @@ def test_an_event_is_superseded_exactly_when_it_changes_nothing(evs):
         before = copy.deepcopy(entity)
         outcome = apply_event(entity, e)
         after = copy.deepcopy(entity)
-        _expand(before), _expand(after)
+        _expand(before)
+        _expand(after)
         assert (outcome == SUPERSEDED) == (before == after), e
 
 
