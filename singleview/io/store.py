@@ -24,7 +24,7 @@ WRITE_CHUNK = 50
 
 def is_ferretdb(database: Database) -> bool:
     """FerretDB says what it is in `buildInfo`."""
-    return "ferretdb" in database.client.admin.command("buildInfo")
+    return "ferretdbVersion" in database.client.admin.command("buildInfo")
 
 
 class IdReader:
