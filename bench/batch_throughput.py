@@ -20,7 +20,7 @@ import pymongo
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from singleview.formats import DecoderConfig  # noqa: E402
-from singleview.io.sources import ReadMessages  # noqa: E402
+from singleview.io.files import ReadMessages  # noqa: E402
 from singleview.pipelines.single_view import run  # noqa: E402
 from singleview.samples import generate  # noqa: E402
 from singleview.transforms.decode import DecodeMessages  # noqa: E402

@@ -14,8 +14,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from singleview.formats import DecoderConfig, decode  # noqa: E402
-from singleview.io.sources import split_line  # noqa: E402
-from singleview.merge import apply_event, new_entity  # noqa: E402
+from singleview.io.files import split_line  # noqa: E402
+from singleview.fold import fold_event, new_entity  # noqa: E402
 from singleview.model import DecodeError  # noqa: E402
 from singleview.samples import generate  # noqa: E402
 
@@ -48,7 +48,7 @@ def merge(events) -> float:
         entity = state.get(key)
         if entity is None:
             entity = state[key] = new_entity()
-        apply_event(entity, e)
+        fold_event(entity, e)
     return time.perf_counter() - start
 
 

@@ -1,8 +1,9 @@
 """The records that flow between the parts (pure: no Beam, no pymongo).
 
-A raw message is decoded into `ChangeEvent`s; each event is folded into the
-projection of its entity; projections become `Contribution`s to the single
-view of one customer (keyed by normalised email).
+A raw message is decoded into `ChangeEvent`s, each ordered by its `Version`;
+each event is folded into the projection of its entity (singleview.fold,
+singleview.projection); projections become `Contribution`s to the single view
+of one customer, keyed by normalised email (singleview.view).
 """
 from __future__ import annotations
 
@@ -12,15 +13,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-SOURCES = ("crm", "orders", "order_items", "marketing", "pageviews")
-
 # What a ChangeEvent asks of its entity's projection.
 UPSERT = "upsert"    # set the given fields (partial unless full_image)
 DELETE = "delete"    # tombstone the entity
 RESTORE = "restore"  # Salesforce UNDELETE, HubSpot contact.restore
 ERASE = "erase"      # HubSpot privacy deletion: forget everything but the version
-MERGE = "merge"      # HubSpot contact.merge: merged_ids fold into entity_id
-OPS = (UPSERT, DELETE, RESTORE, ERASE, MERGE)
+MERGE = "merge"      # HubSpot contact.merge: the contact now lives in another (parent_id)
+# Every op, in the order that breaks a tie between life-cycle changes at one
+# version: a delete beats the upsert it shares a commit with, an erasure everything.
+OPS = (UPSERT, RESTORE, MERGE, DELETE, ERASE)
 
 MAX_PAYLOAD_BYTES = 16 * 1024
 
@@ -49,19 +50,52 @@ class RawMessage:
         return self.key is not None and not self.data
 
 
+class Version(tuple):
+    """A source's version of a change: epoch milliseconds of the change, then
+    the source's own tie-breakers (commit number, binlog position, event id).
+
+    Versions order changes to one entity, so they compare as tuples; they are
+    only compared within one source (whose versions all have one shape) or,
+    across sources, by `millis`.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, *parts: int | str) -> "Version":
+        for part in parts:
+            if isinstance(part, bool) or not isinstance(part, (int, str)):
+                raise TypeError(f"version part must be int or str, got {part!r}")
+            if isinstance(part, int) and part < 0:
+                raise ValueError(f"version part must not be negative: {part}")
+        return tuple.__new__(cls, parts)
+
+    def __getnewargs__(self):
+        return tuple(self)
+
+    @property
+    def millis(self) -> int | None:
+        """When the change happened (every format's version starts with it)."""
+        return self[0] if self and isinstance(self[0], int) else None
+
+    def __repr__(self) -> str:
+        return f"Version{tuple.__repr__(self)}"
+
+
+NO_VERSION = Version()
+
+
 @dataclass(frozen=True)
 class ChangeEvent:
     """One change to one entity of one source, with the version that orders it.
 
-    `version` is a string whose lexicographic order is the order of the
-    source's own version (see `make_version`); `fields` use snake_case names
-    and JSON-safe values (decimal strings, ISO-8601 UTC times).
+    `fields` use snake_case names and JSON-safe values (decimal strings,
+    ISO-8601 UTC times).
     """
 
     source: str
     entity_id: str
     op: str
-    version: str
+    version: Version
     fields: Mapping[str, Any] = field(default_factory=dict)
     full_image: bool = False
     parent_id: str | None = None
@@ -74,7 +108,8 @@ class ChangeEvent:
                           sort_keys=True, default=str, separators=(",", ":"))
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The event as plain JSON-ready values (the version as a list)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | {"version": list(self.version)}
 
 
 @dataclass(frozen=True)
@@ -99,25 +134,6 @@ class DeadLetter:
         doc = dataclasses.asdict(self)
         doc["attributes"] = [{"name": k, "value": v} for k, v in sorted(self.attributes.items())]
         return doc
-
-
-def make_version(*parts: int | str) -> str:
-    """Encode a source's version tuple as a string that sorts like the tuple.
-
-    Integers are zero-padded to 20 digits; strings are used as they are (the
-    formats only put fixed-shape strings, such as binlog file names, here).
-    """
-    encoded = []
-    for part in parts:
-        if isinstance(part, bool) or not isinstance(part, (int, str)):
-            raise TypeError(f"version part must be int or str, got {part!r}")
-        if isinstance(part, int):
-            if part < 0:
-                raise ValueError(f"version part must not be negative: {part}")
-            encoded.append(f"{part:020d}")
-        else:
-            encoded.append(part)
-    return "|".join(encoded)
 
 
 def normalise_email(value: Any) -> str | None:

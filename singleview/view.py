@@ -1,30 +1,93 @@
-"""Contributions from projections, and the single-view document (pure).
+"""Contributions, their merge per customer, and the single-view document (pure).
 
-A contribution is recomputed from the projection it comes from every time
-(never accumulated), so a retried bundle cannot count twice; the document
-is a function of its contributions only, with a total order on every list,
-so the same events always give the same document.
+A contribution is what one entity (with its children) gives one customer's
+single view. It is recomputed from the projection it comes from every time
+(never accumulated), so a retried bundle cannot count twice; it carries the
+revision of that projection, so an older observation never overwrites a
+newer one, and a retraction (email change, delete, erasure) is a
+contribution too. The document is a function of its contributions only, with
+a total order on every list, so the same events always give the same document.
 """
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Mapping
 
+from singleview.fold import is_alive
 from singleview.formats._common import iso_utc
-from singleview.merge import Contribution, entity_email, is_alive
 
 DEFAULT_HISTORY_CAP = 100
 CANCELLED = {"canceled", "cancelled", "closed"}
 
 
-def version_time(version: str) -> str | None:
-    """Every format's version starts with epoch millis: the change time."""
-    head = version.split("|", 1)[0].split("#", 1)[0]
-    if not head.isdigit():
-        return None
-    return iso_utc(datetime.fromtimestamp(int(head) / 1000, timezone.utc))
+@dataclass(frozen=True)
+class Contribution:
+    """What one entity of a section gives the single view of `email`.
+
+    `rev` is (parent document revision, children document revision), both
+    only ever growing: the parent decides the email, so it is compared first,
+    which makes a retraction issued by an email change win over any
+    assertion made before the change.
+    """
+
+    section: str
+    entity_id: str
+    email: str
+    rev: tuple[int, int]
+    live: bool
+    data: Mapping[str, Any] | None = None
+
+    @property
+    def slot(self) -> tuple[str, str]:
+        """Which entity this is an observation of."""
+        return self.section, self.entity_id
+
+    def retracted(self) -> "Contribution":
+        return replace(self, live=False, data=None)
+
+
+def newer(a, b):
+    """The later of two observations of one entity (ties: the retraction wins)."""
+    if a.rev != b.rev:
+        return a if a.rev > b.rev else b
+    return b if not b.live else a
+
+
+def newest(observations: Iterable, slot=lambda c: c.slot) -> dict:
+    """The newest observation per slot."""
+    best: dict = {}
+    for item in observations:
+        key = slot(item)
+        current = best.get(key)
+        best[key] = item if current is None else newer(current, item)
+    return best
+
+
+def view_rev(contributions: Iterable[Contribution]) -> int:
+    """A view's revision: the sum of its contributions' revisions.
+
+    It grows whenever a contribution is replaced by a newer one or a new one
+    joins, and equal revisions mean equal contributions, whichever worker
+    computed them: a re-run after a crash writes the same revision for the
+    same document.
+    """
+    return sum(c.rev[0] + c.rev[1] for c in contributions)
+
+
+# --- times -----------------------------------------------------------------
+
+def millis_time(millis: int | None) -> str | None:
+    return None if millis is None else iso_utc(datetime.fromtimestamp(millis / 1000, timezone.utc))
+
+
+def changed_millis(*entities: Mapping) -> int | None:
+    """When the newest change among these entities happened (every version starts with its millis)."""
+    times = [e["version"].millis for e in entities if e and e["version"].millis is not None]
+    return max(times) if times else None
 
 
 def as_datetime(value: Any) -> datetime | None:
@@ -39,25 +102,26 @@ def as_datetime(value: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def _live_children(children: Mapping[str, Mapping] | None) -> list[tuple[str, Mapping]]:
-    return sorted((cid, e["fields"]) for cid, e in (children or {}).items() if is_alive(e))
-
+# --- contribution data per section -------------------------------------------
 
 def crm_data(contact_id: str, contact: Mapping) -> dict:
-    return {"crm_id": contact_id, **contact["fields"], "changed_at": version_time(contact["version"])}
+    return {"crm_id": contact_id, **contact["fields"], "changed_at": millis_time(changed_millis(contact))}
 
 
-def order_data(order_id: str, order: Mapping, items_doc: Mapping | None) -> dict:
-    items = [{"item_id": item_id, **fields} for item_id, fields in _live_children((items_doc or {}).get("items"))]
-    times = [order["version"]] + [e["version"] for e in ((items_doc or {}).get("items") or {}).values()]
-    return {"order_id": order_id, **order["fields"], "items": items, "changed_at": version_time(max(times))}
+def live_fields(entities: Mapping[str, Mapping]) -> list[tuple[str, Mapping]]:
+    return sorted((entity_id, e["fields"]) for entity_id, e in entities.items() if is_alive(e))
 
 
-def marketing_data(contact_id: str, contact: Mapping, views_docs: list[Mapping], cap: int) -> dict:
-    """A contact's page views, with those of the contacts merged into it."""
-    every = {vid: e for doc in views_docs for vid, e in (doc.get("views") or {}).items()}
-    views = [fields for _, fields in _live_children(every)]
-    views.sort(key=lambda v: (v.get("viewed_at") or "", v.get("url") or ""), reverse=True)
+def order_data(order_id: str, order: Mapping, items: Mapping[str, Mapping]) -> dict:
+    live = [{"item_id": item_id, **fields} for item_id, fields in live_fields(items)]
+    return {"order_id": order_id, **order["fields"], "items": live,
+            "changed_at": millis_time(changed_millis(order, *items.values()))}
+
+
+def marketing_data(contact_id: str, contact: Mapping, views: Iterable[Mapping], changed: int | None,
+                   cap: int) -> dict:
+    """A contact's properties and page views (its own and its merged contacts')."""
+    views = sorted(views, key=lambda v: (v.get("viewed_at") or "", v.get("url") or ""), reverse=True)
     categories: dict[str, dict] = {}
     for view in views:
         name = view.get("category")
@@ -66,34 +130,12 @@ def marketing_data(contact_id: str, contact: Mapping, views_docs: list[Mapping],
         entry = categories.setdefault(name, {"category": name, "views": 0, "last_viewed_at": view.get("viewed_at")})
         entry["views"] += 1
         entry["last_viewed_at"] = max(entry["last_viewed_at"] or "", view.get("viewed_at") or "") or None
-    times = [contact["version"]] + [e["version"] for e in every.values()]
     return {"hubspot_id": contact_id, "properties": dict(contact["fields"]),
             "browsing_history": views[:cap], "viewed_categories": list(categories.values()),
-            "changed_at": version_time(max(times))}
+            "changed_at": millis_time(changed)}
 
 
-def contribution(source: str, entity_id: str, parent: Mapping | None, children: list[Mapping],
-                 old_email: str | None, history_cap: int = DEFAULT_HISTORY_CAP) -> list[Contribution]:
-    """The contributions one parent entity (with its child documents) makes now.
-
-    An assertion on its current email and, when the email changed, a
-    retraction from the one it had before.
-    """
-    email = entity_email(source, parent)
-    rev = ((parent or {}).get("_rev", 0), sum(child.get("_rev", 0) for child in children))
-    out = []
-    if old_email and old_email != email:
-        out.append(Contribution(source, entity_id, old_email, rev, False))
-    if email:
-        if source == "crm":
-            data = crm_data(entity_id, parent)
-        elif source == "orders":
-            data = order_data(entity_id, parent, children[0] if children else None)
-        else:
-            data = marketing_data(entity_id, parent, children, history_cap)
-        out.append(Contribution(source, entity_id, email, rev, True, data))
-    return out
-
+# --- the document ------------------------------------------------------------
 
 def _decimal(value: Any) -> Decimal | None:
     try:
@@ -106,88 +148,175 @@ def _dates(record: Mapping, *names: str) -> dict:
     return {name: as_datetime(record.get(name)) for name in names}
 
 
-def render(email: str, contributions: Iterable[Contribution], history_cap: int = DEFAULT_HISTORY_CAP) -> dict | None:
-    """The `customer_sv` document for one email, or None when nothing is live."""
-    contributions = sorted(contributions, key=lambda c: c.key)
-    live = defaultdict(list)
-    for c in contributions:
-        if c.live:
-            live[c.source].append(c.data)
-    if not live:
-        return None
-    doc: dict[str, Any] = {"_id": email, "email": email}
-    names = []
+def _changed_at(data: Mapping) -> str:
+    return data.get("last_modified_date") or data.get("changed_at") or ""
 
-    contacts = sorted(live.get("crm", []), key=lambda d: (d.get("last_modified_date") or d.get("changed_at") or "", d["crm_id"]))
-    if contacts:
-        top = contacts[-1]
-        doc["crm_info"] = {
-            "crm_id": top["crm_id"], "crm_ids": sorted(d["crm_id"] for d in contacts),
-            "salutation": top.get("salutation"), "first_name": top.get("first_name"),
-            "last_name": top.get("last_name"), "phone": top.get("phone"),
-            "mailing_address": top.get("mailing_address"),
-            "last_modified_at": as_datetime(top.get("last_modified_date") or top.get("changed_at")),
-        }
-        names.append((top.get("first_name"), top.get("last_name")))
 
-    orders = sorted(live.get("orders", []), key=lambda o: (o.get("created_at") or "", o["order_id"].zfill(20)), reverse=True)
-    history, totals, order_times = [], defaultdict(Decimal), []
+def crm_section(contacts: list[Mapping]) -> dict:
+    """The most recently changed of the customer's live CRM contacts, and every contact's id."""
+    top = max(contacts, key=lambda d: (_changed_at(d), d["crm_id"]))
+    return {"crm_info": {
+        "crm_id": top["crm_id"], "crm_ids": sorted(d["crm_id"] for d in contacts),
+        "salutation": top.get("salutation"), "first_name": top.get("first_name"),
+        "last_name": top.get("last_name"), "phone": top.get("phone"),
+        "mailing_address": top.get("mailing_address"),
+        "last_modified_at": as_datetime(_changed_at(top) or None),
+    }}
+
+
+def _order(order: Mapping) -> dict:
+    return {
+        "order_id": order["order_id"], "increment_id": order.get("increment_id"),
+        "status": order.get("status"), "state": order.get("state"),
+        "grand_total": order.get("grand_total"), "currency": order.get("order_currency_code"),
+        **_dates(order, "created_at", "updated_at"),
+        "items": [{"item_id": i["item_id"], "sku": i.get("sku"), "name": i.get("name"),
+                   "qty": i.get("qty_ordered"), "price": i.get("price"), "row_total": i.get("row_total")}
+                  for i in sorted(order["items"], key=lambda i: i["item_id"].zfill(20))],
+    }
+
+
+def orders_section(orders: list[Mapping]) -> dict:
+    """Newest order first; lifetime value per currency, exact, without cancelled orders."""
+    orders = sorted(orders, key=lambda o: (o.get("created_at") or "", o["order_id"].zfill(20)), reverse=True)
+    totals: dict[str, Decimal] = defaultdict(Decimal)
     for order in orders:
-        history.append({
-            "order_id": order["order_id"], "increment_id": order.get("increment_id"),
-            "status": order.get("status"), "state": order.get("state"),
-            "grand_total": order.get("grand_total"), "currency": order.get("order_currency_code"),
-            **_dates(order, "created_at", "updated_at"),
-            "items": [{"item_id": i["item_id"], "sku": i.get("sku"), "name": i.get("name"),
-                       "qty": i.get("qty_ordered"), "price": i.get("price"), "row_total": i.get("row_total")}
-                      for i in sorted(order["items"], key=lambda i: i["item_id"].zfill(20))],
-        })
         amount = _decimal(order.get("grand_total"))
         if amount is not None and (order.get("status") or "").lower() not in CANCELLED:
             totals[order.get("order_currency_code") or "XXX"] += amount
-        if order.get("created_at"):
-            order_times.append(as_datetime(order["created_at"]))
-        names.append((order.get("customer_firstname"), order.get("customer_lastname")))
-    if history:
-        doc["order_history"] = history
-
-    marketing = sorted(live.get("marketing", []), key=lambda m: (m.get("changed_at") or "", m["hubspot_id"]))
-    last_viewed = None
-    if marketing:
-        top = marketing[-1]
-        views = sorted((v for m in marketing for v in m["browsing_history"]),
-                       key=lambda v: (v.get("viewed_at") or "", v.get("url") or ""), reverse=True)
-        categories: dict[str, dict] = {}
-        for m in marketing:
-            for entry in m["viewed_categories"]:
-                merged = categories.setdefault(entry["category"], {"category": entry["category"], "views": 0, "last_viewed_at": ""})
-                merged["views"] += entry["views"]
-                merged["last_viewed_at"] = max(merged["last_viewed_at"], entry.get("last_viewed_at") or "")
-        props = top["properties"]
-        doc["marketing_preferences"] = {
-            "hubspot_id": top["hubspot_id"], "hubspot_ids": sorted(m["hubspot_id"] for m in marketing),
-            "email_opt_out": str(props.get("hs_email_optout", "false")).lower() == "true",
-            "properties": {k: v for k, v in sorted(props.items()) if k not in ("merged_into", "merged_ids")},
-            "browsing_history": [{"url": v.get("url"), "title": v.get("title"), "category": v.get("category"),
-                                  "viewed_at": as_datetime(v.get("viewed_at"))} for v in views[:history_cap]],
-            "viewed_categories": [{"category": c["category"], "views": c["views"],
-                                   "last_viewed_at": as_datetime(c["last_viewed_at"])}
-                                  for c in sorted(categories.values(), key=lambda c: (-c["views"], c["category"]))],
-        }
-        last_viewed = as_datetime(views[0].get("viewed_at")) if views else None
-        names.append((props.get("firstname"), props.get("lastname")))
-
-    doc["name"] = next((" ".join(p for p in pair if p) for pair in names if any(pair)), None)
-    doc["stats"] = {
-        "order_count": len(history),
+    times = [as_datetime(o["created_at"]) for o in orders if o.get("created_at")]
+    return {"order_history": [_order(o) for o in orders], "stats": {
+        "order_count": len(orders),
         "lifetime_value": {cur: format(total, "f") for cur, total in sorted(totals.items())},
         "lifetime_value_num": {cur: float(total) for cur, total in sorted(totals.items())},
-        "first_order_at": min(order_times) if order_times else None,
-        "last_order_at": max(order_times) if order_times else None,
-        "last_viewed_at": last_viewed,
-    }
+        "first_order_at": min(times) if times else None,
+        "last_order_at": max(times) if times else None,
+    }}
+
+
+def marketing_section(contacts: list[Mapping], history_cap: int) -> dict:
+    """The most recently changed HubSpot contact's preferences, with every contact's page views."""
+    top = max(contacts, key=lambda m: (m.get("changed_at") or "", m["hubspot_id"]))
+    views = sorted((v for m in contacts for v in m["browsing_history"]),
+                   key=lambda v: (v.get("viewed_at") or "", v.get("url") or ""), reverse=True)
+    categories: dict[str, dict] = {}
+    for m in contacts:
+        for entry in m["viewed_categories"]:
+            merged = categories.setdefault(entry["category"], {"category": entry["category"], "views": 0,
+                                                               "last_viewed_at": ""})
+            merged["views"] += entry["views"]
+            merged["last_viewed_at"] = max(merged["last_viewed_at"], entry.get("last_viewed_at") or "")
+    props = top["properties"]
+    return {"marketing_preferences": {
+        "hubspot_id": top["hubspot_id"], "hubspot_ids": sorted(m["hubspot_id"] for m in contacts),
+        "email_opt_out": str(props.get("hs_email_optout", "false")).lower() == "true",
+        "properties": {k: v for k, v in sorted(props.items()) if k not in ("merged_into", "merged_ids")},
+        "browsing_history": [{"url": v.get("url"), "title": v.get("title"), "category": v.get("category"),
+                              "viewed_at": as_datetime(v.get("viewed_at"))} for v in views[:history_cap]],
+        "viewed_categories": [{"category": c["category"], "views": c["views"],
+                               "last_viewed_at": as_datetime(c["last_viewed_at"])}
+                              for c in sorted(categories.values(), key=lambda c: (-c["views"], c["category"]))],
+    }, "last_viewed_at": as_datetime(views[0].get("viewed_at")) if views else None}
+
+
+def _name(live: Mapping[str, list[Mapping]]) -> str | None:
+    """From the CRM contact, else the newest order, else HubSpot's properties."""
+    pairs = []
+    if live.get("crm"):
+        top = max(live["crm"], key=lambda d: (_changed_at(d), d["crm_id"]))
+        pairs.append((top.get("first_name"), top.get("last_name")))
+    orders = sorted(live.get("orders", []), key=lambda o: (o.get("created_at") or "", o["order_id"].zfill(20)),
+                    reverse=True)
+    pairs += [(o.get("customer_firstname"), o.get("customer_lastname")) for o in orders]
+    if live.get("marketing"):
+        props = max(live["marketing"], key=lambda m: (m.get("changed_at") or "", m["hubspot_id"]))["properties"]
+        pairs.append((props.get("firstname"), props.get("lastname")))
+    return next((" ".join(p for p in pair if p) for pair in pairs if any(pair)), None)
+
+
+def render(email: str, contributions: Iterable[Contribution], history_cap: int = DEFAULT_HISTORY_CAP) -> dict | None:
+    """The `customer_sv` document for one email, or None when nothing is live."""
+    contributions = sorted(contributions, key=lambda c: c.slot)
+    live: dict[str, list[Mapping]] = defaultdict(list)
+    for c in contributions:
+        if c.live:
+            live[c.section].append(c.data)
+    if not live:
+        return None
+    doc: dict[str, Any] = {"_id": email, "email": email}
+    if live.get("crm"):
+        doc.update(crm_section(live["crm"]))
+    orders = orders_section(live.get("orders", []))
+    if live.get("orders"):
+        doc["order_history"] = orders["order_history"]
+    marketing = marketing_section(live["marketing"], history_cap) if live.get("marketing") else {}
+    if marketing:
+        doc["marketing_preferences"] = marketing["marketing_preferences"]
+    doc["name"] = _name(live)
+    doc["stats"] = {**orders["stats"], "last_viewed_at": marketing.get("last_viewed_at")}
     doc["sources"] = sorted(live)
-    changed = [d.get("changed_at") for c in contributions if c.live for d in [c.data] if d.get("changed_at")]
+    changed = [d["changed_at"] for c in contributions if c.live for d in [c.data] if d.get("changed_at")]
     doc["updated_at"] = as_datetime(max(changed)) if changed else None
-    doc["_meta"] = {"contributions": [c.to_doc() for c in contributions]}
+    doc["_rev"] = view_rev(contributions)
     return doc
+
+
+# --- one customer's view, from one pane of contributions to the next ----------
+
+SECTIONS_OF_DOCUMENT = ("crm_info", "email", "marketing_preferences", "name", "order_history", "sources", "stats",
+                        "updated_at")
+
+
+@dataclass
+class ViewState:
+    """What the merge keeps for one customer: the newest contribution per entity, whether
+    the view and its tombstone are stored, and a fingerprint of each section of the view."""
+
+    email: str
+    contributions: dict = field(default_factory=dict)
+    exists: bool = False
+    tombstoned: bool = False
+    sections: dict = field(default_factory=dict)
+
+
+def fingerprints(doc: Mapping | None) -> dict:
+    if doc is None:
+        return {}
+    return {name: json.dumps(doc.get(name), sort_keys=True, default=str) for name in SECTIONS_OF_DOCUMENT}
+
+
+@dataclass(frozen=True)
+class ViewChange:
+    """A customer's view was written (`doc`) or removed (`doc` None) at revision `rev`."""
+
+    email: str
+    rev: int
+    doc: dict | None
+    sections: tuple[str, ...]
+    contributions: tuple[Contribution, ...]
+
+
+def merge_view(state: ViewState, incoming: Iterable[Contribution], history_cap: int = DEFAULT_HISTORY_CAP,
+               complete: bool = False) -> tuple[ViewState, ViewChange | None]:
+    """Fold a pane of contributions into a customer's view; None when nothing changed.
+
+    `complete` (a rebuild) says the pane holds every entity that contributes
+    now: any other the view still shows is retracted, and a view nothing
+    asserts is removed.
+    """
+    incoming = list(incoming)
+    if complete:
+        given = {c.slot for c in incoming}
+        incoming += [replace(c.retracted(), rev=(c.rev[0] + 1, c.rev[1]))
+                     for c in state.contributions.values() if c.live and c.slot not in given]
+    merged = newest([*state.contributions.values(), *incoming])
+    orphan = complete and state.exists and not any(c.live for c in merged.values())
+    if merged == state.contributions and not orphan:
+        return state, None
+    contributions = tuple(merged[k] for k in sorted(merged))
+    doc = render(state.email, contributions, history_cap)
+    prints = fingerprints(doc)
+    changed = tuple(name for name in SECTIONS_OF_DOCUMENT if prints.get(name) != state.sections.get(name))
+    new = ViewState(state.email, merged, exists=doc is not None, tombstoned=state.tombstoned or doc is None,
+                    sections=prints)
+    return new, ViewChange(state.email, view_rev(contributions), doc, changed, contributions)

@@ -27,7 +27,7 @@ from apache_beam.runners.portability.stager import WORKFLOW_TARBALL_FILE, Stager
 from packaging.requirements import Requirement
 
 from singleview.io.pubsub import parse_pubsub_url
-from singleview.model import SOURCES
+from singleview.sources import SOURCES
 from singleview.pipelines.options import SingleViewOptions, parse_inputs
 from singleview.pipelines.single_view import read
 from singleview.samples import generate

@@ -1,6 +1,8 @@
 """Unit and property tests for the decoders (pure: no Beam, no MongoDB)."""
 from __future__ import annotations
 
+import pickle
+
 import base64
 import copy
 import json
@@ -11,15 +13,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from singleview.formats import (
-    DECODERS, DecoderConfig, decode, decode_basic, decode_debezium, decode_hubspot_page_view,
+    DecoderConfig, decode, decode_basic, decode_debezium, decode_hubspot_page_view,
     decode_hubspot_webhook, decode_salesforce_cdc, snake_case)
 from singleview.formats._common import decode_decimal_bytes, encode_decimal, rescale_decimal
+from singleview.sources import SOURCES as REGISTRY
 from singleview.model import (
-    DELETE, ERASE, MERGE, RESTORE, UPSERT, ChangeEvent, DecodeError, RawMessage, make_version)
+    DELETE, ERASE, MERGE, RESTORE, UPSERT, ChangeEvent, DecodeError, RawMessage, Version)
 
 CONFIG = DecoderConfig()
 FORMATS = ("salesforce", "debezium", "hubspot", "hubspot_events", "basic")
-SOURCES = tuple(DECODERS)
+SOURCES = tuple(REGISTRY)
+
 
 
 def raw(source: str, document) -> RawMessage:
@@ -51,7 +55,7 @@ FULL_CONTACT = dict(
 def test_salesforce_create_flattens_name_nests_address_and_normalises_email():
     [event] = decode_salesforce_cdc(raw("crm", sf_envelope(sf_payload("CREATE", **FULL_CONTACT))), CONFIG)
     assert event == ChangeEvent(
-        "crm", "003A000001", UPSERT, make_version(1717000000000, 10000000001, 1),
+        "crm", "003A000001", UPSERT, Version(1717000000000, 10000000001, 1),
         {"first_name": "Jane", "last_name": "Doe", "email": "jane.doe@example.com", "phone": "+1 555 0100",
          "mailing_address": {"street": "1 Main St", "city": "Springfield", "state": "IL",
                              "postal_code": "62701", "country": "US"},
@@ -173,7 +177,7 @@ def test_debezium_order_with_schema_upserts_full_image(op):
     message = raw("orders", {"schema": ORDER_SCHEMA, "payload": dbz_payload("sales_order", op, after=order_row())})
     [event] = decode_debezium(message, CONFIG)
     assert event == ChangeEvent(
-        "orders", "1001", UPSERT, make_version(1717000000000, "mysql-bin.000003", 4567, 0),
+        "orders", "1001", UPSERT, Version(1717000000000, "mysql-bin.000003", 4567, 0),
         {**order_row(), "entity_id": "1001", "customer_email": "jane.doe@example.com", "grand_total": "129.99",
          "created_at": "2024-05-29T16:26:40.000Z", "updated_at": "2024-05-29T16:26:40.000Z"},
         full_image=True)
@@ -309,7 +313,7 @@ def webhook(kind, **extra):
                                      ("contact.restore", RESTORE), ("contact.privacyDeletion", ERASE)])
 def test_hubspot_lifecycle_subscriptions(kind, op):
     [event] = decode_hubspot_webhook(raw("marketing", webhook(kind)), CONFIG)
-    assert event == ChangeEvent("marketing", "173595202426", op, make_version(1717000000000, 1))
+    assert event == ChangeEvent("marketing", "173595202426", op, Version(1717000000000, 1))
 
 
 def test_hubspot_property_change_keeps_string_values_and_normalises_email():
@@ -366,7 +370,7 @@ def page_view(url="https://shop.example.com/category/shoes/runner-2", occurred="
 def test_page_view_is_a_child_of_its_contact():
     [event] = decode_hubspot_page_view(raw("pageviews", page_view()), CONFIG)
     assert event == ChangeEvent(
-        "pageviews", "8f1c0f7e", UPSERT, make_version(1717000000123, "8f1c0f7e"),
+        "pageviews", "8f1c0f7e", UPSERT, Version(1717000000123, "8f1c0f7e"),
         {"url": "https://shop.example.com/category/shoes/runner-2", "title": "Runner 2", "category": "shoes",
          "viewed_at": "2024-05-29T16:26:40.123Z"}, full_image=True, parent_id="173595202426")
 
@@ -384,7 +388,7 @@ def test_page_view_category_pattern_is_configurable_and_millis_are_accepted():
     [event] = decode_hubspot_page_view(raw("pageviews", page_view("https://x/shop/bags/1", 1717000000123)), config)
     assert event.fields["category"] == "bags"
     assert event.fields["viewed_at"] == "2024-05-29T16:26:40.123Z"
-    assert event.version == make_version(1717000000123, "8f1c0f7e")
+    assert event.version == Version(1717000000123, "8f1c0f7e")
 
 
 @pytest.mark.parametrize("document,reason", [
@@ -408,7 +412,7 @@ def test_bad_category_pattern_is_a_decode_error():
 
 def test_basic_upsert_and_delete():
     [up] = decode_basic(raw("crm", {"key": 5, "op": "upsert", "ts": 7, "data": {"email": "a@x.com"}}), CONFIG)
-    assert up == ChangeEvent("crm", "5", UPSERT, make_version(7), {"email": "a@x.com"}, full_image=True)
+    assert up == ChangeEvent("crm", "5", UPSERT, Version(7), {"email": "a@x.com"}, full_image=True)
     [down] = decode_basic(raw("crm", {"key": "5", "op": "delete", "ts": 8}), CONFIG)
     assert (down.op, down.fields, down.version > up.version) == (DELETE, {}, True)
 
@@ -438,7 +442,8 @@ def test_decode_picks_by_source_or_format():
     assert decode(raw("x", page_view()), CONFIG, "hubspot_events")[0].op == UPSERT
     assert decode(raw("crm", sf_payload("UNDELETE")), CONFIG, "salesforce")[0].op == RESTORE
     assert decode(raw("orders", dbz_payload("sales_order", "d", before=order_row())), CONFIG, "debezium")[0].op == DELETE
-    assert set(DECODERS) == {"crm", "orders", "order_items", "marketing", "pageviews"}
+    assert set(REGISTRY) == {"crm", "orders", "order_items", "marketing", "pageviews"}
+    assert all(source.format in FORMATS for source in REGISTRY.values())
 
 
 @pytest.mark.parametrize("source,fmt", [("unknown", None), ("crm", "avro")])
@@ -462,10 +467,22 @@ versions = st.lists(st.integers(min_value=0, max_value=10 ** 20 - 1), min_size=1
 
 @given(versions.flatmap(lambda a: st.tuples(st.just(a), st.lists(
     st.integers(min_value=0, max_value=10 ** 20 - 1), min_size=len(a), max_size=len(a)))))
-def test_make_version_order_equals_tuple_order(pair):
+def test_version_order_equals_tuple_order(pair):
     a, b = pair
-    assert (make_version(*a) < make_version(*b)) == (tuple(a) < tuple(b))
-    assert (make_version(*a) == make_version(*b)) == (tuple(a) == tuple(b))
+    assert (Version(*a) < Version(*b)) == (tuple(a) < tuple(b))
+    assert (Version(*a) == Version(*b)) == (tuple(a) == tuple(b))
+    assert pickle.loads(pickle.dumps(Version(*a))) == Version(*a) and Version(*a).millis == a[0]
+
+
+@pytest.mark.parametrize("part", [-1, 1.5, True, None, b"x"])
+def test_a_version_is_made_of_non_negative_integers_and_strings(part):
+    with pytest.raises((TypeError, ValueError)):
+        Version(1, part)
+
+
+def test_a_child_change_without_its_parent_is_a_dead_letter():
+    with pytest.raises(DecodeError, match="must name its parent"):
+        decode(raw("order_items", {"key": "5001", "op": "upsert", "ts": 1, "data": {"sku": "X"}}), CONFIG, "basic")
 
 
 @given(st.tuples(*[st.integers(min_value=0, max_value=2 ** 62)] * 3), st.tuples(*[st.integers(min_value=0, max_value=2 ** 62)] * 3))
@@ -521,7 +538,7 @@ def assert_decodes_or_refuses(message, fmt):
     assert isinstance(events, list) and all(isinstance(e, ChangeEvent) for e in events)
     for event in events:
         json.dumps(event.to_dict())
-        assert isinstance(event.entity_id, str) and isinstance(event.version, str)
+        assert isinstance(event.entity_id, str) and isinstance(event.version, Version) and event.version.millis is not None
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])

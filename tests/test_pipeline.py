@@ -13,6 +13,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from singleview.formats import DecoderConfig
+from singleview.io.lease import Holder, acquire, release
 from singleview.model import RawMessage
 from singleview.pipelines.single_view import run
 from singleview.samples import generate
@@ -113,20 +114,31 @@ def test_bad_input_argument_is_a_clear_error(mongo_uri, database_name):
         run_into(mongo_uri, database_name, ["--input", "erp=/nowhere/*.jsonl"])
 
 
-def test_two_concurrent_pipelines_converge_to_one(tmp_path, messages, mongo_uri, mongo_client, database_name):
-    """Compare-and-swap on `_rev`: overlapping writers end where one writer does."""
+def test_one_writer_at_a_time_and_two_pipelines_in_turn_end_where_one_would(tmp_path, messages, mongo_uri,
+                                                                            mongo_client, database_name):
+    """State is kept per key in one pipeline, so a database has one writer: a second pipeline
+    refuses to start while another holds the lease, or waits for it (--lease_wait)."""
     run_into(mongo_uri, database_name, write_inputs(tmp_path, messages, "single"))
     expected = views(mongo_client[database_name])
 
     other = f"{database_name}_c"
+    holder = Holder("someone-else", "streaming")
+    acquire(mongo_client[other], holder)
+    refused = subprocess.run([sys.executable, str(ROOT / "run_pipeline.py"), "--mongo_uri", mongo_uri,
+                              "--database", other, *write_inputs(tmp_path, messages, "refused")],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "being written by job someone-else (streaming" in refused.stderr
+    release(mongo_client[other], holder)
+
     halves = [{s: lines[i::2] for s, lines in messages.items()} for i in (0, 1)]
     commands = [[sys.executable, str(ROOT / "run_pipeline.py"), "--mongo_uri", mongo_uri, "--database", other,
-                 *write_inputs(tmp_path, half, f"half{i}")] for i, half in enumerate(halves)]
+                 "--lease_wait", "300", *write_inputs(tmp_path, half, f"half{i}")] for i, half in enumerate(halves)]
     try:
         workers = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for c in commands]
         outputs = [w.communicate(timeout=300)[0].decode() for w in workers]
         assert [w.returncode for w in workers] == [0, 0], outputs
         assert views(mongo_client[other]) == expected
+        assert mongo_client[other]["sv_lease"].count_documents({}) == 0, "released at the end"
     finally:
         mongo_client.drop_database(other)
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 import fastavro
 
 from singleview.formats import DecoderConfig, decode
-from singleview.io.sources import split_line
+from singleview.io.files import split_line
 from singleview.samples import decimal_bytes, generate
 from singleview.samples.__main__ import main
 

@@ -605,10 +605,10 @@ def test_q_the_database_refuses_is_400_not_500(client):
 
 
 def test_pipeline_and_api_create_the_same_segment_indexes(mongo_uri, database, settings):
-    from singleview.io.mongodb import MongoTarget, ensure_indexes as pipeline_ensure_indexes
+    from singleview.io.mongodb import MongoTarget, prepare
     def keys(collection):
         return sorted(tuple(tuple(k) for k in ix["key"]) for ix in collection.index_information().values())
-    pipeline_ensure_indexes(MongoTarget(mongo_uri, database.name))
+    prepare(MongoTarget(mongo_uri, database.name), [])
     by_pipeline = keys(database["customer_sv"])
     assert (("marketing_preferences.viewed_categories.category", 1),) in by_pipeline
     with TestClient(create_app(settings)) as c:  # the API finds them all there: nothing to add

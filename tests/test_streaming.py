@@ -11,11 +11,9 @@ import fastavro
 import pytest
 from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 
-from singleview.io.mongodb import ApplyToProjectionFn, MongoTarget, WriteSingleViewsFn
+from singleview.io.files import split_line
 from singleview.io.pubsub import ensure_topic_and_subscription, parse_pubsub_url, publish
-from singleview.io.sources import split_line
-from singleview.merge import Contribution
-from singleview.model import UPSERT, ChangeEvent, make_version
+from singleview.io.store import Store, Write
 from singleview.pipelines.options import SingleViewOptions
 from singleview.pipelines.single_view import streaming_runner
 from singleview.samples import generate
@@ -62,31 +60,15 @@ def wait_for_views(worker, database, expected, seconds, log_path, dead_letters: 
     return got
 
 
-def run_batch(fn, batch) -> list:
-    fn.setup()
-    try:
-        return list(fn.process(batch))
-    finally:
-        fn.teardown()
-
-
-def test_a_batch_holding_several_panes_of_one_key_applies_every_pane(mongo_uri, database, database_name):
-    """Flink fires the early, on-time and late panes of a key close together, so one bundle (and batch)
-    can hold the same document id or email more than once: none of them may shadow another."""
-    target = MongoTarget(mongo_uri, database_name)
-    event = lambda v, **fields: ChangeEvent("crm", "c1", UPSERT, make_version(v), fields)
-    run_batch(ApplyToProjectionFn("crm", target), [("c1", [event(1, email="a@x.com")]),
-                                                   ("c1", [event(2, phone="1")]), ("c1", [])])
-    stored = database["crm_customers_projection"].find_one({"_id": "c1"})["state"]["fields"]
-    assert stored == {"email": "a@x.com", "phone": "1"}
-
-    crm = lambda cid: Contribution("crm", cid, "a@x.com", (1, 0), True, {"crm_id": cid})
-    written = run_batch(WriteSingleViewsFn(target), [("a@x.com", [crm("c1")]), ("a@x.com", [crm("c2")]),
-                                                     ("a@x.com", [])])
-    assert written == ["a@x.com"]
-    assert database["customer_sv"].find_one({"_id": "a@x.com"})["crm_info"]["crm_ids"] == ["c1", "c2"]
-    assert run_batch(WriteSingleViewsFn(target), [("b@x.com", [])]) == []
-    assert database["customer_sv_tombstones"].count_documents({}) == 0, "an empty pane retires nothing"
+def test_a_write_batch_holding_one_document_several_times_writes_the_last(database):
+    """Flink fires the early, on-time and late panes of a key close together, so one write batch can hold
+    the same document more than once: the last one is what is stored, and a document that turns out to be
+    stored already when it is inserted is replaced."""
+    database["c"].insert_one({"_id": "old", "v": 0})
+    Store(database).write([Write("c", "k", {"_id": "k", "v": 1}, new=True), Write("c", "k", {"_id": "k", "v": 2}),
+                           Write("c", "j", {"_id": "j"}, new=True), Write("c", "j", None),
+                           Write("c", "old", {"_id": "old", "v": 3}, new=True)])
+    assert {d["_id"]: d.get("v") for d in database["c"].find()} == {"k": 2, "old": 3}
 
 
 def test_parse_pubsub_url():

@@ -20,8 +20,9 @@ from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from singleview.formats import DecoderConfig
 from singleview.io.mongodb import MongoTarget
-from singleview.io.sources import split_line
-from singleview.model import SOURCES, RawMessage
+from singleview.io.files import split_line
+from singleview.model import RawMessage
+from singleview.sources import SOURCES
 from singleview.pipelines.single_view import SingleViewPipeline
 from singleview.samples import generate
 from singleview.transforms.window import ALLOWED_LATENESS_SECONDS, PUBLISH, WindowChanges
@@ -51,7 +52,7 @@ def run_stream(stream: test_stream.TestStream, target: MongoTarget):
     with beam.Pipeline(options=streaming_options()) as p:
         messages = p | stream
         by_source = {s: messages | f"Only {s}" >> beam.Filter(lambda m, s=s: m.source == s) for s in SOURCES}
-        by_source | SingleViewPipeline(target, DecoderConfig(), window_seconds=1, window_by=PUBLISH)
+        by_source | SingleViewPipeline(target, DecoderConfig(), streaming=True, window_seconds=1, window_by=PUBLISH)
 
 
 class RecordPane(beam.DoFn):

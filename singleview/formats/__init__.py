@@ -14,6 +14,7 @@ from singleview.formats.debezium import decode_debezium
 from singleview.formats.hubspot import decode_hubspot_page_view, decode_hubspot_webhook
 from singleview.formats.salesforce import decode_salesforce_cdc
 from singleview.model import ChangeEvent, DecodeError, RawMessage
+from singleview.sources import SOURCES
 
 
 @dataclass(frozen=True)
@@ -23,14 +24,6 @@ class DecoderConfig:
 
 
 Decoder = Callable[[RawMessage, DecoderConfig], "list[ChangeEvent]"]
-
-DECODERS: dict[str, Decoder] = {
-    "crm": decode_salesforce_cdc,
-    "orders": decode_debezium,
-    "order_items": decode_debezium,
-    "marketing": decode_hubspot_webhook,
-    "pageviews": decode_hubspot_page_view,
-}
 
 FORMATS: dict[str, Decoder] = {
     "salesforce": decode_salesforce_cdc,
@@ -46,12 +39,17 @@ def decode(message: RawMessage, config: DecoderConfig, fmt: str | None = None) -
     tombstone decodes to no events whatever the format (it is skipped)."""
     if message.is_tombstone:
         return []
-    decoder = FORMATS.get(fmt) if fmt is not None else DECODERS.get(message.source)
+    source = SOURCES.get(message.source)
+    if fmt is None and source is None:
+        raise DecodeError(f"no decoder for source {message.source!r}")
+    decoder = FORMATS.get(fmt or source.format)
     if decoder is None:
-        raise DecodeError(f"unknown format {fmt!r}" if fmt is not None
-                          else f"no decoder for source {message.source!r}")
-    return decoder(message, config)
+        raise DecodeError(f"unknown format {fmt!r}")
+    events = decoder(message, config)
+    if source is not None and source.is_child and any(e.parent_id is None for e in events):
+        raise DecodeError(f"a {source.name} change must name its parent ({source.parent_field})")
+    return events
 
 
-__all__ = ["DECODERS", "FORMATS", "DecoderConfig", "decode", "decode_basic", "decode_debezium",
+__all__ = ["FORMATS", "DecoderConfig", "decode", "decode_basic", "decode_debezium",
            "decode_hubspot_page_view", "decode_hubspot_webhook", "decode_salesforce_cdc", "snake_case"]

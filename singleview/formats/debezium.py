@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 from singleview.formats._common import (
     as_id, as_int, as_object, decode_decimal_bytes, guarded, load_json, millis_to_iso, normalise_time,
     require, rescale_decimal)
-from singleview.model import DELETE, UPSERT, ChangeEvent, DecodeError, RawMessage, make_version, normalise_email
+from singleview.model import DELETE, UPSERT, ChangeEvent, DecodeError, RawMessage, Version, normalise_email
 
 DECIMAL = "org.apache.kafka.connect.data.Decimal"
 ZONED_TIMESTAMP = "io.debezium.time.ZonedTimestamp"
@@ -148,7 +148,7 @@ def decode_debezium(message: RawMessage, config: Any) -> list[ChangeEvent]:
     if image is None and event_op == DELETE and key_id is not None:
         image = {}
     image = as_object(image, "after" if event_op == UPSERT else "before (needed for a delete)")
-    version = make_version(
+    version = Version(
         as_int(require(source, "ts_ms", "source"), "source.ts_ms"),
         _binlog_file(require(source, "file", "source")),
         as_int(require(source, "pos", "source"), "source.pos"),

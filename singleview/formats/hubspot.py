@@ -7,7 +7,7 @@ from typing import Any
 from singleview.formats._common import (
     as_id, as_int, as_object, epoch_millis, guarded, load_json, normalise_time, require)
 from singleview.model import (
-    DELETE, ERASE, MERGE, RESTORE, UPSERT, ChangeEvent, DecodeError, RawMessage, make_version, normalise_email)
+    DELETE, ERASE, MERGE, RESTORE, UPSERT, ChangeEvent, DecodeError, RawMessage, Version, normalise_email)
 
 SUBSCRIPTIONS = {
     "contact.creation": UPSERT, "contact.propertyChange": UPSERT, "contact.deletion": DELETE,
@@ -42,7 +42,7 @@ def _webhook(source: str, event: dict) -> ChangeEvent:
     op = SUBSCRIPTIONS.get(kind) if isinstance(kind, str) else None
     if op is None:
         raise DecodeError(f"unknown subscriptionType {kind!r}")
-    version = make_version(as_int(require(event, "occurredAt", "HubSpot webhook"), "occurredAt"),
+    version = Version(as_int(require(event, "occurredAt", "HubSpot webhook"), "occurredAt"),
                            as_int(require(event, "eventId", "HubSpot webhook"), "eventId"))
     if op == MERGE:
         primary = as_id(require(event, "primaryObjectId", "contact.merge"), "primaryObjectId")
@@ -84,7 +84,7 @@ def _page_view(source: str, event: dict, config: Any) -> ChangeEvent:
     match = re.search(config.category_pattern, url) if url else None
     fields = {"url": url, "title": title, "category": match.group(1) if match else None,
               "viewed_at": normalise_time(occurred, "occurredAt")}
-    version = make_version(epoch_millis(occurred, "occurredAt"), view_id)
+    version = Version(epoch_millis(occurred, "occurredAt"), view_id)
     return ChangeEvent(source, view_id, UPSERT, version, fields, full_image=True, parent_id=contact_id)
 
 

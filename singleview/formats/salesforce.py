@@ -5,10 +5,10 @@ from typing import Any
 
 from singleview.formats._common import (
     as_id, as_int, as_object, guarded, load_json, normalise_time, require, snake_case)
-from singleview.model import DELETE, RESTORE, UPSERT, ChangeEvent, DecodeError, RawMessage, make_version, normalise_email
+from singleview.model import DELETE, RESTORE, UPSERT, ChangeEvent, DecodeError, RawMessage, Version, normalise_email
 
 ENTITY = "Contact"
-OPS = {"CREATE": UPSERT, "UPDATE": UPSERT, "DELETE": DELETE, "UNDELETE": RESTORE}
+CHANGE_TYPES = {"CREATE": UPSERT, "UPDATE": UPSERT, "DELETE": DELETE, "UNDELETE": RESTORE}
 GAPS = ("GAP_CREATE", "GAP_UPDATE", "GAP_DELETE", "GAP_UNDELETE", "GAP_OVERFLOW")
 # The Pub/Sub API sends datetimes as epoch millis; CometD as ISO strings.
 DATETIME_FIELDS = frozenset({
@@ -83,17 +83,17 @@ def decode_salesforce_cdc(message: RawMessage, config: Any = None) -> list[Chang
     if change_type in GAPS:
         raise DecodeError(f"{change_type} for {header.get('recordIds')!r}: the records must be resynced "
                           "from Salesforce (gap events carry no field values)")
-    if not isinstance(change_type, str) or change_type not in OPS:
+    if not isinstance(change_type, str) or change_type not in CHANGE_TYPES:
         raise DecodeError(f"unknown changeType {change_type!r}")
     record_ids = require(header, "recordIds", "ChangeEventHeader")
     if not isinstance(record_ids, list) or not record_ids:
         raise DecodeError(f"recordIds must be a non-empty list, got {record_ids!r}")
     ids = [as_id(r, "recordIds entry") for r in record_ids]
-    version = make_version(
+    version = Version(
         as_int(require(header, "commitTimestamp", "ChangeEventHeader"), "commitTimestamp"),
         as_int(require(header, "commitNumber", "ChangeEventHeader"), "commitNumber"),
         as_int(header.get("sequenceNumber", 0), "sequenceNumber"))
-    op = OPS[change_type]
+    op = CHANGE_TYPES[change_type]
     fields = _fields(payload) if op != DELETE else {}
     nulled = _nulled(header) if op == UPSERT else ()
     full = change_type == "CREATE"

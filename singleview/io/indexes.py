@@ -1,4 +1,5 @@
-"""The customer_sv indexes behind the API's named segment filters (DESIGN.md section 5).
+"""The indexes of the pipeline's database: dead letters, and the customer_sv fields behind the
+API's named segment filters (docs/design.md, "The API").
 
 One list, created by the API at start-up and by the pipeline before it writes,
 so whichever runs first leaves the same indexes. pymongo only: no FastAPI, no Beam.
@@ -9,6 +10,7 @@ import os
 from typing import Iterable, Mapping
 
 from pymongo.collection import Collection
+from pymongo.database import Database
 
 DEFAULT_CURRENCIES = ("USD", "EUR", "GBP")
 CURRENCIES_ENV = "SINGLEVIEW_INDEX_CURRENCIES"
@@ -41,3 +43,9 @@ def ensure_segment_indexes(collection: Collection, currencies: Iterable[str] = D
     existing = {tuple(tuple(k) for k in info["key"]) for info in collection.index_information().values()}
     return [collection.create_index(keys, name=name)
             for keys, name in segment_indexes(currencies) if tuple(keys) not in existing]
+
+
+def ensure_indexes(db: Database, currencies: Iterable[str] | None = None) -> list[str]:
+    """Every index of the database (idempotent)."""
+    db["sv_errors"].create_index([("source", 1), ("at", -1)])
+    return ensure_segment_indexes(db["customer_sv"], index_currencies() if currencies is None else currencies)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from singleview.model import SOURCES
+from singleview.sources import SOURCES, unknown_source
 from singleview.transforms.window import ARRIVAL, PUBLISH
 
 
@@ -32,6 +32,9 @@ class SingleViewOptions(PipelineOptions):
         parser.add_argument("--kafka_expansion_service", default=None, metavar="HOST:PORT",
                             help="expansion service for kafka:// inputs (default: start the project's,"
                                  " whose Kafka reader runs inside Flink)")
+        parser.add_argument("--lease_wait", type=float, default=0, metavar="SECONDS",
+                            help="how long to wait for another pipeline writing the database to finish"
+                                 " (default: refuse to start at once)")
         parser.add_argument("--category_pattern", default=r"/(?:category|c)/([^/?#]+)",
                             help="regex whose first group is a page view's category")
 
@@ -44,7 +47,7 @@ def parse_inputs(specs: list[str]) -> dict[str, str]:
         if not sep or not pattern:
             raise ValueError(f"--input must be SOURCE=GLOB, got {spec!r}")
         if source not in SOURCES:
-            raise ValueError(f"unknown source {source!r} in --input; expected one of {', '.join(SOURCES)}")
+            raise unknown_source(source)
         if source in inputs:
             raise ValueError(f"--input given twice for {source!r}")
         inputs[source] = pattern

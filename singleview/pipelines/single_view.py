@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import signal
 import sys
+import threading
 import uuid
 from dataclasses import dataclass
 
@@ -14,57 +17,58 @@ from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 from apache_beam.runners.runner import PipelineRunner
 
 from singleview.formats import DecoderConfig
-from singleview.io.mongodb import (MongoTarget, ScanProjectionsFn, WriteDeadLettersFn, ensure_indexes,
-                                   remove_views_not_rebuilt)
-from singleview.io.sources import ReadMessages
-from singleview.merge import CHILD_OF
+from singleview.io.lease import Holder, LeaseHeld, Renewal, acquire
+from singleview.io.mongodb import MongoTarget, ReadCollection, WriteDeadLettersFn, prepare
+from singleview.io.files import ReadMessages
+from singleview.io.store import SINGLE_VIEWS, TOMBSTONES
 from singleview.pipelines.options import SingleViewOptions, parse_inputs
 from singleview.pipelines.portable import with_runner_defaults
+from singleview.sources import SECTIONS, SOURCES
 from singleview.transforms.decode import DEAD_LETTERS, DecodeMessages
-from singleview.transforms.merge import STREAMS, MergeSingleViews
-from singleview.transforms.project import BATCH, ProjectChanges
-from singleview.transforms.window import ARRIVAL, WindowChanges, WindowForMerge
+from singleview.transforms.merge import MergeSingleViews
+from singleview.transforms.project import ProjectSection, ResolveOwners
+from singleview.transforms.rebuild import RebuildSingleViews
+from singleview.transforms.stages import BATCH
+from singleview.transforms.window import ARRIVAL
 
-
-def stream_of(source: str) -> str:
-    """Order items join the orders stream, page views the marketing stream."""
-    return CHILD_OF[source][0] if source in CHILD_OF else source
+COLLECTIONS = (*(s.projection for s in SOURCES.values()), SINGLE_VIEWS, TOMBSTONES)
 
 
 class SingleViewPipeline(beam.PTransform):
-    """Messages per source -> single views and dead letters in MongoDB."""
+    """Messages per source -> single views and dead letters in MongoDB; yields the ViewChanges."""
 
     def __init__(self, target: MongoTarget, config: DecoderConfig, history_cap: int = 100,
-                 window_seconds: float | None = None, window_by: str = ARRIVAL):
+                 streaming: bool = False, window_seconds: float | None = None, window_by: str = ARRIVAL):
         super().__init__()
         self.target = target
         self.config = config
         self.history_cap = history_cap
-        self.window_seconds = window_seconds
+        self.streaming = streaming
+        self.window_seconds = window_seconds if streaming else None
         self.window_by = window_by
 
     def expand(self, messages: dict):
-        contributions = {name: [] for name in STREAMS}
-        dead = []
+        events, dead = {}, []
         for source, pcoll in messages.items():
             decoded = pcoll | f"Decode {source}" >> DecodeMessages(self.config)
             dead.append(decoded[DEAD_LETTERS])
-            events = decoded.events
-            if self.window_seconds:
-                events = events | f"Window {source}" >> WindowChanges(self.window_seconds, self.window_by)
-            contributions[stream_of(source)].append(
-                events | f"Project {source}" >> ProjectChanges(source, self.target, self.history_cap))
-        streams = {name: parts | f"Flatten {name}" >> beam.Flatten()
-                   for name, parts in contributions.items() if parts}
-        if self.window_seconds:
-            streams = {name: pcoll | f"WindowForMerge {name}" >> WindowForMerge(self.window_seconds)
-                       for name, pcoll in streams.items()}
-        written = streams | "Merge" >> MergeSingleViews(self.target, self.history_cap)
+            events[source] = decoded.events
+        streams = {}
+        for section in SECTIONS.values():
+            mine = {s: events[s] for s in SOURCES if SOURCES[s].section == section.name and s in events}
+            if not mine:
+                continue
+            streams[section.name] = mine | f"Project {section.name}" >> ProjectSection(
+                section, self.target, self.streaming, self.window_seconds, self.window_by, self.history_cap)
+        if "marketing" in streams:
+            streams["marketing"] |= "ResolveOwners" >> ResolveOwners(self.target, self.streaming, self.history_cap)
+        changes = streams | "Merge" >> MergeSingleViews(self.target, self.streaming, self.window_seconds,
+                                                         self.history_cap)
         if dead:
             (dead | "FlattenDeadLetters" >> beam.Flatten()
              | "BatchDeadLetters" >> beam.BatchElements(**BATCH)
              | "WriteDeadLetters" >> beam.ParDo(WriteDeadLettersFn(self.target)))
-        return written
+        return changes
 
 
 @dataclass
@@ -101,31 +105,11 @@ def summarise(result) -> Summary:
     return Summary(counters)
 
 
-class RebuildSingleViews(beam.PTransform):
-    """Recompute every single view from the stored projections (repair after a logic change)."""
-
-    def __init__(self, target: MongoTarget, rebuild_id: str, history_cap: int = 100):
-        super().__init__()
-        self.target = target
-        self.rebuild_id = rebuild_id
-        self.history_cap = history_cap
-
-    def expand(self, pbegin):
-        streams = {name: (pbegin | f"Source {name}" >> beam.Create([name])
-                          | f"Scan {name}" >> beam.ParDo(ScanProjectionsFn(self.target, self.history_cap)))
-                   for name in STREAMS}
-        return streams | "Merge" >> MergeSingleViews(self.target, self.history_cap, self.rebuild_id)
-
-
-def build(pipeline: beam.Pipeline, options: SingleViewOptions):
+def build(pipeline: beam.Pipeline, options: SingleViewOptions, target: MongoTarget):
+    """The graph of a run: rebuild, or read each input and merge."""
     if options.mode == "rebuild":
-        target = MongoTarget.from_env(options.mongo_uri, options.database)
-        rebuild_id = uuid.uuid4().hex
-        return pipeline | "Rebuild" >> RebuildSingleViews(target, rebuild_id, options.history_cap), target, rebuild_id
+        return pipeline | "Rebuild" >> RebuildSingleViews(target, options.history_cap)
     inputs = parse_inputs(options.input)
-    if not inputs:
-        raise ValueError("give at least one --input SOURCE=GLOB")
-    target = MongoTarget.from_env(options.mongo_uri, options.database)
     config = DecoderConfig(decimal_scale=options.decimal_scale, category_pattern=options.category_pattern)
     streaming = options.view_as(StandardOptions).streaming
     reading = contextlib.nullcontext()
@@ -135,9 +119,9 @@ def build(pipeline: beam.Pipeline, options: SingleViewOptions):
     with reading:
         messages = {source: pipeline | f"Read {source}" >> read(source, pattern, streaming, options)
                     for source, pattern in inputs.items()}
-    view = SingleViewPipeline(target, config, options.history_cap,
-                              options.window_seconds if streaming else None, options.window_by)
-    return messages | "SingleView" >> view, target, None
+    view = SingleViewPipeline(target, config, options.history_cap, streaming, options.window_seconds,
+                              options.window_by)
+    return messages | "SingleView" >> view
 
 
 def read(source: str, location: str, streaming: bool, options: SingleViewOptions) -> beam.PTransform:
@@ -170,24 +154,40 @@ def streaming_runner(options) -> PipelineRunner | None:
 
 
 def run(argv=None) -> Summary:
+    """Take the database's writer lease, run the pipeline, release the lease."""
     options = SingleViewOptions(with_runner_defaults(sys.argv[1:] if argv is None else list(argv)))
-    pipeline = beam.Pipeline(runner=streaming_runner(options), options=options)
-    _, target, rebuild_id = build(pipeline, options)
-    ensure_indexes(target)
-    result = pipeline.run()
-    result.wait_until_finish()
+    if options.mode != "rebuild" and not parse_inputs(options.input):
+        raise ValueError("give at least one --input SOURCE=GLOB")
+    streaming = options.view_as(StandardOptions).streaming
+    target = MongoTarget.from_env(options.mongo_uri, options.database)
+    holder = Holder(uuid.uuid4().hex, options.mode if options.mode == "rebuild" else
+                    "streaming" if streaming else "batch")
+    with target.connect() as client:
+        db = client[target.database]
+        acquire(db, holder, options.lease_wait)
+        with Renewal(db, holder):
+            target = dataclasses.replace(target, holder=holder, known_empty=prepare(target, COLLECTIONS))
+            pipeline = beam.Pipeline(runner=streaming_runner(options), options=options)
+            build(pipeline, options, target)
+            result = pipeline.run()
+            result.wait_until_finish()
     summary = summarise(result)
-    if rebuild_id:
-        summary.counters["views_removed"] = summary.get("views_removed") + remove_views_not_rebuilt(target, rebuild_id)
     print(summary)
     return summary
 
 
+def stop_on_sigterm() -> None:
+    """A stopped run (SIGTERM, as from a supervisor) releases its writer lease on the way out."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
 def main(argv=None) -> int:
     logging.getLogger().setLevel(logging.WARNING)
+    stop_on_sigterm()
     try:
         run(argv)
-    except ValueError as error:
+    except (ValueError, LeaseHeld) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

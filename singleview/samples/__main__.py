@@ -50,7 +50,7 @@ def publish_main(argv) -> int:
     parser.add_argument("--rate", type=float, default=500.0, help="messages per second (all sources together)")
     args = parser.parse_args(argv)
     from singleview.io.pubsub import ensure_topic_and_subscription, publish
-    from singleview.io.sources import split_line
+    from singleview.io.files import split_line
 
     generated = generate(args.customers, args.seed)
     queue = interleave({source: [m.data for line in lines for m in split_line(source, line)]

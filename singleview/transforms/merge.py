@@ -1,32 +1,33 @@
-"""Key contributions by email, CoGroupByKey the three streams, write views."""
+"""The merge: each customer's contributions from CRM, orders and marketing, joined by email."""
 from __future__ import annotations
-
-import itertools
 
 import apache_beam as beam
 
-from singleview.io.mongodb import MongoTarget, WriteSingleViewsFn
-from singleview.transforms.project import BATCH
+from singleview.io.mongodb import MongoTarget
+from singleview.transforms.project import WriteStaged
+from singleview.transforms.stages import Step, ViewStage
+from singleview.transforms.window import WindowForMerge
 from singleview.view import DEFAULT_HISTORY_CAP
-
-STREAMS = ("crm", "orders", "marketing")
 
 
 class MergeSingleViews(beam.PTransform):
-    """{crm, orders, marketing} contributions -> emails whose view changed."""
+    """{crm, orders, marketing: (email, Contribution)} -> ViewChanges, with the views written.
 
-    def __init__(self, target: MongoTarget, history_cap: int = DEFAULT_HISTORY_CAP, rebuild_id: str | None = None):
+    The CoGroupByKey joins the three streams per email (per window when
+    streaming); its tagged result is the input of the customer's merge.
+    """
+
+    def __init__(self, target: MongoTarget, streaming: bool = False, window_seconds: float | None = None,
+                 history_cap: int = DEFAULT_HISTORY_CAP, change_log=None, rebuild: bool = False):
         super().__init__()
-        self.target = target
-        self.history_cap = history_cap
-        self.rebuild_id = rebuild_id
+        self.target, self.streaming, self.window_seconds = target, streaming, window_seconds
+        self.history_cap, self.change_log, self.rebuild = history_cap, change_log, rebuild
 
     def expand(self, streams: dict):
-        keyed = {name: pcoll | f"KeyByEmail {name}" >> beam.Map(lambda c: (c.email, c))
-                 for name, pcoll in streams.items()}
-        return (keyed
+        if self.window_seconds:
+            streams = {name: pcoll | f"WindowForMerge {name}" >> WindowForMerge(self.window_seconds)
+                       for name, pcoll in streams.items()}
+        return (streams
                 | "CoGroupByEmail" >> beam.CoGroupByKey()
-                | "Contributions" >> beam.MapTuple(
-                    lambda email, grouped: (email, list(itertools.chain.from_iterable(grouped.values()))))
-                | "Batch" >> beam.BatchElements(**BATCH)
-                | "Write" >> beam.ParDo(WriteSingleViewsFn(self.target, self.history_cap, self.rebuild_id)))
+                | "Merge" >> Step(self.target, ViewStage(self.history_cap, self.rebuild), self.streaming)
+                | "WriteViews" >> WriteStaged(self.target, self.change_log))

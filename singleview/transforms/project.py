@@ -1,32 +1,70 @@
-"""Projections: fold each entity's events into its stored current image."""
+"""Projections: a section's change events folded into its stored parents and children."""
 from __future__ import annotations
 
 import apache_beam as beam
 
-from singleview.io.mongodb import ApplyToProjectionFn, MongoTarget
-from singleview.merge import CHILD_OF
+from singleview.io.mongodb import MongoTarget, WriteStagedFn
+from singleview.model import ChangeEvent
+from singleview.sources import SOURCES, Section
+from singleview.transforms.stages import BATCH, CHILD, PARENT, OwnerStage, ProjectionStage, Step
+from singleview.transforms.window import WindowChanges
 from singleview.view import DEFAULT_HISTORY_CAP
 
-BATCH = dict(min_batch_size=50, max_batch_size=1000)
+
+def parent_id(event: ChangeEvent) -> str:
+    """Children are projected with their parent."""
+    return event.parent_id if SOURCES[event.source].is_child else event.entity_id
 
 
-def document_id(event) -> str:
-    """Children live in their parent's document (one document per parent)."""
-    return event.parent_id if event.source in CHILD_OF else event.entity_id
+class WriteStaged(beam.PTransform):
+    """Staged records -> their writes in bulk, then what they emit."""
 
-
-class ProjectChanges(beam.PTransform):
-    """ChangeEvent -> Contribution, through the source's projection collection."""
-
-    def __init__(self, source: str, target: MongoTarget, history_cap: int = DEFAULT_HISTORY_CAP):
+    def __init__(self, target: MongoTarget, change_log=None):
         super().__init__()
-        self.source = source
-        self.target = target
-        self.history_cap = history_cap
+        self.target, self.change_log = target, change_log
 
-    def expand(self, events):
-        return (events
-                | "KeyByDocument" >> beam.Map(lambda e: (document_id(e), e))
-                | "GroupByDocument" >> beam.GroupByKey()
-                | "Batch" >> beam.BatchElements(**BATCH)
-                | "Apply" >> beam.ParDo(ApplyToProjectionFn(self.source, self.target, self.history_cap)))
+    def expand(self, staged):
+        return (staged | "Batch" >> beam.BatchElements(**BATCH)
+                | "Write" >> beam.ParDo(WriteStagedFn(self.target, self.change_log)))
+
+
+class ProjectSection(beam.PTransform):
+    """{source: ChangeEvents} of one section -> (email, Contribution), or (owner, Part) for marketing.
+
+    Windows (streaming) only batch the writes: each pane of a parent is
+    folded into its state in turn, whenever it fires.
+    """
+
+    def __init__(self, section: Section, target: MongoTarget, streaming: bool = False,
+                 window_seconds: float | None = None, window_by: str | None = None,
+                 history_cap: int = DEFAULT_HISTORY_CAP):
+        super().__init__()
+        self.section, self.target, self.streaming = section, target, streaming
+        self.window_seconds, self.window_by, self.history_cap = window_seconds, window_by, history_cap
+
+    def expand(self, events: dict):
+        tagged = {}
+        for source, pcoll in events.items():
+            keyed = pcoll | f"KeyByParent {source}" >> beam.Map(lambda e: (parent_id(e), e))
+            if self.window_seconds:
+                keyed = keyed | f"Window {source}" >> WindowChanges(self.window_seconds, self.window_by)
+            tagged[CHILD if SOURCES[source].is_child else PARENT] = keyed
+        stage = ProjectionStage(self.section, self.history_cap)
+        return (tagged | "GroupByParent" >> beam.CoGroupByKey()
+                | "Project" >> Step(self.target, stage, self.streaming)
+                | "WriteProjections" >> WriteStaged(self.target))
+
+
+class ResolveOwners(beam.PTransform):
+    """(owner, Part) -> (email, marketing Contribution): a HubSpot contact with the page views
+    of every contact merged into it."""
+
+    def __init__(self, target: MongoTarget, streaming: bool = False, history_cap: int = DEFAULT_HISTORY_CAP):
+        super().__init__()
+        self.target, self.streaming, self.history_cap = target, streaming, history_cap
+
+    def expand(self, parts):
+        grouped = (parts | "OnePartEach" >> beam.MapTuple(lambda owner, part: (owner, [part])) if self.streaming
+                   else parts | "GroupByOwner" >> beam.GroupByKey())
+        return (grouped | "Resolve" >> Step(self.target, OwnerStage(self.history_cap), self.streaming)
+                | "Contributions" >> beam.FlatMap(lambda staged: staged.emits))

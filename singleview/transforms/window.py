@@ -45,16 +45,23 @@ class WindowChanges(beam.PTransform):
 
     def expand(self, pcoll):
         if self.by == ARRIVAL:
-            pcoll = pcoll | "StampArrival" >> beam.Map(lambda change: window.TimestampedValue(change, time.time()))
+            pcoll = stamp_arrival(pcoll)
         early = trigger.AfterProcessingTime(max(1, math.ceil(self.window_seconds)))
         return pcoll | "FixedWindows" >> fixed_windows(self.window_seconds, early)
 
 
-class WindowForMerge(beam.PTransform):
-    """The same windows for the merge, firing once when the window is complete (and per late change).
+def stamp_arrival(pcoll, label: str = "StampArrival"):
+    return pcoll | label >> beam.Map(lambda change: window.TimestampedValue(change, time.time()))
 
-    Left to itself the merge would inherit the early firings, which fire as
-    each stream's projections arrive: a write of the same views per stream.
+
+class WindowForMerge(beam.PTransform):
+    """Windows of the same size for the merge, by when contributions reach it, firing once
+    when the window is complete (and per late change).
+
+    Contributions leave the projections' state, which lives in the global
+    window, so their own timestamps say nothing; and left to inherit the
+    early firings, the merge would fire as each stream's projections arrive:
+    a write of the same views per stream.
     """
 
     def __init__(self, window_seconds: float):
@@ -62,4 +69,4 @@ class WindowForMerge(beam.PTransform):
         self.window_seconds = window_seconds
 
     def expand(self, pcoll):
-        return pcoll | "FixedWindows" >> fixed_windows(self.window_seconds)
+        return stamp_arrival(pcoll) | "FixedWindows" >> fixed_windows(self.window_seconds)

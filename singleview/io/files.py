@@ -1,4 +1,4 @@
-"""Sources: every input becomes a PCollection of `RawMessage`s."""
+"""Files: every line of a JSON-lines file, or record of an Avro archive, becomes a `RawMessage`."""
 from __future__ import annotations
 
 import json

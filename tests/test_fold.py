@@ -1,4 +1,4 @@
-"""The pure merge: laws that make replays, retries and reordering converge."""
+"""The entity fold: laws that make replays, retries and reordering converge."""
 from __future__ import annotations
 
 import copy
@@ -6,21 +6,20 @@ import copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from singleview.merge import (APPLIED, SUPERSEDED, Contribution, _compact, _expand, apply_event, entity_email, is_alive,
-                              in_fold_order, merge_contributions, new_entity)
-from singleview.model import DELETE, ERASE, MERGE, RESTORE, UPSERT, ChangeEvent, make_version
-from singleview.view import render
+from singleview.fold import (APPLIED, SUPERSEDED, _compact, _expand, entity_email, fold_event, in_fold_order, is_alive,
+                             new_entity)
+from singleview.model import DELETE, ERASE, MERGE, RESTORE, UPSERT, ChangeEvent, Version
 
 FIELDS = ("email", "first_name", "phone")
 
 
 def upsert(version, **fields):
-    return ChangeEvent("crm", "c1", UPSERT, make_version(version), fields)
+    return ChangeEvent("crm", "c1", UPSERT, Version(version), fields)
 
 
 def fold(events, entity=None):
     entity = new_entity() if entity is None else entity
-    outcomes = [apply_event(entity, e) for e in events]
+    outcomes = [fold_event(entity, e) for e in events]
     return entity, outcomes
 
 
@@ -30,7 +29,7 @@ events = st.lists(st.builds(
     ChangeEvent,
     source=st.just("crm"), entity_id=st.just("c1"),
     op=st.sampled_from([UPSERT, UPSERT, UPSERT, DELETE, RESTORE, ERASE, MERGE]),
-    version=st.integers(0, 20).map(make_version),
+    version=st.integers(0, 20).map(Version),
     fields=st.dictionaries(st.sampled_from(FIELDS + ("address",)), values, max_size=3),
     parent_id=st.sampled_from([None, "c2", "c3"]),
     nulled=st.lists(st.sampled_from(("phone", "address.city", "address", "address.city.x")), max_size=2).map(tuple),
@@ -73,7 +72,7 @@ def test_an_event_is_superseded_exactly_when_it_changes_nothing(evs):
     entity = new_entity()
     for e in evs:
         before = copy.deepcopy(entity)
-        outcome = apply_event(entity, e)
+        outcome = fold_event(entity, e)
         after = copy.deepcopy(entity)
         _expand(before)
         _expand(after)
@@ -106,15 +105,15 @@ def test_a_flat_value_replacing_a_nested_one_remembers_the_nested_leaves():
 
 
 def test_older_upsert_does_not_resurrect_a_delete():
-    delete = ChangeEvent("crm", "c1", DELETE, make_version(5))
+    delete = ChangeEvent("crm", "c1", DELETE, Version(5))
     entity, _ = fold([upsert(1, email="a@x.com"), delete, upsert(3, phone="p")])
     assert not is_alive(entity) and entity_email("crm", entity) is None
-    restored, _ = fold([upsert(1, email="a@x.com"), delete, ChangeEvent("crm", "c1", RESTORE, make_version(6))])
+    restored, _ = fold([upsert(1, email="a@x.com"), delete, ChangeEvent("crm", "c1", RESTORE, Version(6))])
     assert entity_email("crm", restored) == "a@x.com"
 
 
 def test_erasure_forgets_fields_and_blocks_older_events():
-    erase = ChangeEvent("marketing", "h1", ERASE, make_version(5))
+    erase = ChangeEvent("marketing", "h1", ERASE, Version(5))
     entity, outcomes = fold([upsert(1, email="a@x.com"), erase, upsert(4, email="b@x.com")])
     assert entity["fields"] == {} and not is_alive(entity)
     assert outcomes[-1] == SUPERSEDED
@@ -124,51 +123,6 @@ def test_nested_fields_merge_per_leaf():
     entity, _ = fold([upsert(2, mailing_address={"city": "Rome"}),
                       upsert(1, mailing_address={"city": "Paris", "country": "IT"})])
     assert entity["fields"]["mailing_address"] == {"city": "Rome", "country": "IT"}
-
-
-contributions = st.lists(st.builds(
-    Contribution,
-    source=st.sampled_from(["crm", "orders"]), entity_id=st.sampled_from(["1", "2"]),
-    email=st.just("a@x.com"), rev=st.tuples(st.integers(0, 3), st.integers(0, 3)),
-    live=st.booleans(), data=st.none(),
-), max_size=10)
-
-
-@given(contributions, contributions, st.randoms())
-def test_contribution_merge_is_commutative_associative_idempotent(a, b, rnd):
-    ab = merge_contributions(a, b)
-    assert ab == merge_contributions(b, a)
-    assert merge_contributions(ab, ab) == ab
-    everything = a + b
-    rnd.shuffle(everything)
-    assert merge_contributions([], everything) == ab
-    assert merge_contributions(merge_contributions([], a[:1]), a[1:] + b) == ab
-
-
-def test_retraction_from_email_change_wins_over_stale_assertion():
-    stale = Contribution("orders", "1", "a@x.com", (3, 6), True, {"order_id": "1", "items": []})
-    retraction = Contribution("orders", "1", "a@x.com", (4, 6), False)
-    assert merge_contributions([retraction], [stale]) == [retraction]
-    assert render("a@x.com", [retraction]) is None
-
-
-def test_render_orders_totals_and_lists_in_a_total_order():
-    orders = [
-        Contribution("orders", oid, "a@x.com", (1, 1), True,
-                     {"order_id": oid, "grand_total": total, "order_currency_code": cur, "status": status,
-                      "created_at": created, "items": [{"item_id": "9", "sku": "B"}, {"item_id": "10", "sku": "A"}],
-                      "changed_at": created})
-        for oid, total, cur, status, created in [
-            ("1", "10.5000", "USD", "complete", "2024-01-01T00:00:00.000Z"),
-            ("2", "0.2500", "USD", "pending", "2024-02-01T00:00:00.000Z"),
-            ("3", "7.0000", "EUR", "canceled", "2024-03-01T00:00:00.000Z")]]
-    doc = render("a@x.com", orders)
-    assert [o["order_id"] for o in doc["order_history"]] == ["3", "2", "1"]
-    assert [i["item_id"] for i in doc["order_history"][0]["items"]] == ["9", "10"]
-    assert doc["stats"]["lifetime_value"] == {"USD": "10.7500"}
-    assert doc["stats"]["order_count"] == 3
-    assert doc["sources"] == ["orders"]
-    assert render("a@x.com", list(reversed(orders))) == doc
 
 
 @settings(max_examples=200)
@@ -190,9 +144,9 @@ def test_first_upsert_keeps_no_version_per_field_and_leaves_the_event_alone():
     address = {"city": "Rome"}
     event = upsert(2, phone="p", mailing_address=address)
     entity, _ = fold([event])
-    assert entity["versions"] is None and entity["version"] == make_version(2)
-    apply_event(entity, upsert(3, mailing_address={"street": "Via Roma"}))
+    assert entity["versions"] is None and entity["version"] == Version(2)
+    fold_event(entity, upsert(3, mailing_address={"street": "Via Roma"}))
     assert address == {"city": "Rome"}
     assert entity["fields"]["mailing_address"] == {"city": "Rome", "street": "Via Roma"}
-    assert entity["versions"] == {"phone": make_version(2), "mailing_address/city": make_version(2),
-                                  "mailing_address/street": make_version(3)}
+    assert entity["versions"] == {"phone": Version(2), "mailing_address/city": Version(2),
+                                  "mailing_address/street": Version(3)}

@@ -1,43 +1,36 @@
-"""The order-independent merge (pure: no Beam, no pymongo).
+"""Folding change events into the state of one entity (pure: no Beam, no pymongo).
 
-Two folds live here. `apply_events` folds change events into the state of
-one entity (field-level last-writer-wins on versions, tombstones, erasure),
-and `merge_contributions` folds per-entity contributions into one customer's
-single view. Both are commutative, associative and idempotent, which is
-what lets replays, retries, late data and concurrent workers converge.
+Field-level last writer wins on versions, with tombstones and erasure. The
+fold is commutative, associative and idempotent, which is what lets replays,
+retries, late data and concurrent workers converge.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Iterable, Mapping
 
-from singleview.model import DELETE, ERASE, MERGE, RESTORE, UPSERT, ChangeEvent, normalise_email
+from singleview.model import DELETE, ERASE, MERGE, NO_VERSION, OPS, RESTORE, UPSERT, ChangeEvent, Version, normalise_email
+from singleview.sources import SOURCES
 
 APPLIED = "applied"
 SUPERSEDED = "superseded"
 
-# Where each source keeps the customer's email, when it has one.
-EMAIL_FIELD = {"crm": "email", "orders": "customer_email", "marketing": "email"}
-# Sources stored under a parent's document: source -> (parent source, map name).
-CHILD_OF = {"order_items": ("orders", "items"), "pageviews": ("marketing", "views")}
+# Between life-cycle changes at one version, the later op of model.OPS wins.
+LIFE_RANK = {op: rank for rank, op in enumerate(OPS, 1)}
+_UPSERT_RANK = LIFE_RANK[UPSERT]
+_ALIVE_AFTER = frozenset((LIFE_RANK[UPSERT], LIFE_RANK[RESTORE]))
+
+Life = tuple[Version, int]
 
 
-# Between a life-cycle change and another at the same version, the later op here wins:
-# a delete beats the upsert it shares a commit with, and an erasure beats everything.
-_LIFE_RANK = {UPSERT: "1", RESTORE: "2", MERGE: "3", DELETE: "4", ERASE: "5"}
-_UPSERT_LIFE = f"#{_LIFE_RANK[UPSERT]}"
-_ALIVE_AFTER = frozenset((_LIFE_RANK[UPSERT], _LIFE_RANK[RESTORE]))
-
-
-def life_key(event: ChangeEvent) -> str:
-    return f"{event.version}#{_LIFE_RANK[event.op]}"
+def life_key(event: ChangeEvent) -> Life:
+    return event.version, LIFE_RANK[event.op]
 
 
 def is_alive(entity: Mapping) -> bool:
     """Whether the entity's newest life-cycle event (its `life`) left it alive: an upsert or a restore."""
-    return entity["life"][-1:] in _ALIVE_AFTER
+    return entity["life"][1] in _ALIVE_AFTER
 
 
 def in_fold_order(events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
@@ -53,14 +46,15 @@ def in_fold_order(events: Iterable[ChangeEvent]) -> list[ChangeEvent]:
     return [e for _, e in sorted(keyed, key=itemgetter(0))]
 
 
-_NEW_ENTITY = {"fields": None, "versions": None, "version": "", "life": "", "erased": ""}
+_NEW_ENTITY = {"fields": None, "versions": None, "version": NO_VERSION, "life": (NO_VERSION, 0), "erased": None}
 
 
 def new_entity() -> dict:
     """An entity nothing was folded into.
 
     `life` is the `life_key` of its newest life-cycle event, which also
-    says whether it is alive (`is_alive`). `versions` maps a path to the
+    says whether it is alive (`is_alive`); `erased`, that of its newest
+    erasure, if any. `versions` maps a path to the
     newest version written there. It is None (or, in documents written
     before, empty) while every leaf of `fields` was written at the entity's
     `version` and nothing else is remembered: a new entity's first upsert,
@@ -71,7 +65,7 @@ def new_entity() -> dict:
     return entity
 
 
-def _leaf_versions(image: Mapping[str, Any], version: str, versions: dict, prefix: str = "") -> dict:
+def _leaf_versions(image: Mapping[str, Any], version: Version, versions: dict, prefix: str = "") -> dict:
     """Put every leaf path of the image into `versions` at one version."""
     for name, value in image.items():
         if type(value) is dict and value:
@@ -117,7 +111,7 @@ def _get_path(image: Mapping, path: str) -> Any:
     return image
 
 
-def _hidden_by_ancestor(versions: Mapping[str, str], path: str, version: str) -> bool:
+def _hidden_by_ancestor(versions: Mapping[str, Version], path: str, version: Version) -> bool:
     """A whole value written later at an ancestor path hides this leaf."""
     cut = path.find("/")
     while cut != -1:
@@ -128,7 +122,7 @@ def _hidden_by_ancestor(versions: Mapping[str, str], path: str, version: str) ->
     return False
 
 
-def _assign(entity: dict, path: str, value: Any, version: str) -> bool:
+def _assign(entity: dict, path: str, value: Any, version: Version) -> bool:
     """Last writer wins on one leaf, as if all writes were replayed in version order.
 
     `versions` keeps the newest version seen per path, also for writes that
@@ -163,7 +157,7 @@ def _assign(entity: dict, path: str, value: Any, version: str) -> bool:
     return True
 
 
-def _assign_all(entity: dict, fields: Mapping[str, Any], version: str, prefix: str = "") -> bool:
+def _assign_all(entity: dict, fields: Mapping[str, Any], version: Version, prefix: str = "") -> bool:
     versions, image = entity["versions"], entity["fields"]
     changed = False
     for name, value in fields.items():
@@ -183,7 +177,7 @@ def _assign_all(entity: dict, fields: Mapping[str, Any], version: str, prefix: s
     return changed
 
 
-def _write_newest(image: dict, versions: dict, fields: Mapping[str, Any], version: str, prefix: str = "") -> int:
+def _write_newest(image: dict, versions: dict, fields: Mapping[str, Any], version: Version, prefix: str = "") -> int:
     """Write an event newer than every leaf of the entity: no comparisons needed. Counts the leaves."""
     written = 0
     for name, value in fields.items():
@@ -246,11 +240,11 @@ def _apply_life(entity: dict, event: ChangeEvent) -> str:
     return APPLIED
 
 
-def apply_event(entity: dict, event: ChangeEvent) -> str:
+def fold_event(entity: dict, event: ChangeEvent) -> str:
     """Fold one event into an entity state in place; say whether it applied.
 
     Versions order events; at equal versions a leaf keeps the larger value
-    and the life cycle follows `_LIFE_RANK`, so the fold is commutative
+    and the life cycle follows `LIFE_RANK`, so the fold is commutative
     without hashing every event.
     """
     version, op = event.version, event.op
@@ -276,7 +270,7 @@ def apply_event(entity: dict, event: ChangeEvent) -> str:
                 versions[name] = version
             if len(versions) == len(event.fields):
                 entity["versions"] = None  # the others were older: this event wrote every leaf
-        entity["life"] = version + _UPSERT_LIFE
+        entity["life"] = (version, _UPSERT_RANK)
         entity["version"] = version
         return APPLIED
     if op == UPSERT:
@@ -294,7 +288,7 @@ def _apply_older(entity: dict, event: ChangeEvent) -> str:
     """Older upserts, erasures and merges: per-leaf comparisons on expanded versions."""
     version, op = event.version, event.op
     erased = entity["erased"]
-    if erased and version <= erased:
+    if erased is not None and version <= erased[0]:
         return SUPERSEDED
     if op == UPSERT:
         changed = _assign_all(entity, event.fields, version)
@@ -302,7 +296,7 @@ def _apply_older(entity: dict, event: ChangeEvent) -> str:
             changed |= _assign(entity, path.replace(".", "/"), None, version)
     elif op == ERASE:
         erased = life_key(event)
-        kept = {path: v for path, v in entity["versions"].items() if v > erased}
+        kept = {path: v for path, v in entity["versions"].items() if v > erased[0]}
         image: dict = {}
         for path in sorted(kept, key=lambda p: (kept[p], p.count("/"))):
             value = _get_path(entity["fields"], path)
@@ -325,53 +319,12 @@ def _apply_older(entity: dict, event: ChangeEvent) -> str:
 
 
 def entity_email(source: str, entity: Mapping | None) -> str | None:
-    """The normalised email a live entity belongs to, if it has one."""
+    """The normalised email a live entity of a parent source belongs to, if it has one."""
     if not entity or not is_alive(entity):
         return None
-    return normalise_email(entity["fields"].get(EMAIL_FIELD[source]))
+    return normalise_email(entity["fields"].get(SOURCES[source].email_field))
 
 
-@dataclass(frozen=True)
-class Contribution:
-    """What one entity (with its children) gives one customer's single view.
-
-    `rev` is (parent document revision, child document revision): the
-    parent decides the email, so it is compared first, which makes a
-    retraction issued by an email change win over any assertion that read
-    the parent before the change.
-    """
-
-    source: str
-    entity_id: str
-    email: str
-    rev: tuple[int, int]
-    live: bool
-    data: Mapping[str, Any] | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.source}:{self.entity_id}"
-
-    def to_doc(self) -> dict:
-        return {"source": self.source, "id": self.entity_id, "rev": list(self.rev),
-                "live": self.live, "data": dict(self.data) if self.live and self.data else None}
-
-    @classmethod
-    def from_doc(cls, email: str, doc: Mapping) -> "Contribution":
-        return cls(doc["source"], doc["id"], email, tuple(doc["rev"]), doc["live"], doc.get("data"))
-
-
-def newer(a: Contribution, b: Contribution) -> Contribution:
-    """The later of two observations of one contribution (ties: retraction wins)."""
-    if a.rev != b.rev:
-        return a if a.rev > b.rev else b
-    return b if not b.live else a
-
-
-def merge_contributions(stored: Iterable[Contribution], incoming: Iterable[Contribution]) -> list[Contribution]:
-    """Keep the newest observation per (source, entity), in a total order."""
-    best: dict[str, Contribution] = {}
-    for contribution in (*stored, *incoming):
-        current = best.get(contribution.key)
-        best[contribution.key] = contribution if current is None else newer(current, contribution)
-    return [best[k] for k in sorted(best)]
+def merged_into(entity: Mapping | None) -> str | None:
+    """The entity a merged-away one (HubSpot contact.merge) now lives in."""
+    return None if not entity or is_alive(entity) else entity["fields"].get("merged_into")
