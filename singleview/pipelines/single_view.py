@@ -18,7 +18,7 @@ from singleview.io.mongodb import (MongoTarget, ScanProjectionsFn, WriteDeadLett
                                    remove_views_not_rebuilt)
 from singleview.io.sources import ReadMessages
 from singleview.merge import CHILD_OF
-from singleview.pipelines.options import SingleViewOptions, parse_inputs
+from singleview.pipelines.options import SingleViewOptions, decoder_config, parse_inputs
 from singleview.pipelines.portable import with_runner_defaults
 from singleview.transforms.decode import DEAD_LETTERS, DecodeMessages
 from singleview.transforms.merge import STREAMS, MergeSingleViews
@@ -126,7 +126,7 @@ def build(pipeline: beam.Pipeline, options: SingleViewOptions):
     if not inputs:
         raise ValueError("give at least one --input SOURCE=GLOB")
     target = MongoTarget.from_env(options.mongo_uri, options.database)
-    config = DecoderConfig(decimal_scale=options.decimal_scale, category_pattern=options.category_pattern)
+    config = decoder_config(options)
     streaming = options.view_as(StandardOptions).streaming
     reading = contextlib.nullcontext()
     if streaming and any(pattern.startswith("kafka://") for pattern in inputs.values()):
