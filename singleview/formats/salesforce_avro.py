@@ -79,8 +79,12 @@ def _positions(bitmap: str, what: str) -> list[int]:
     digits = bitmap[2:]
     if bitmap[:2] not in ("0x", "0X") or not set(digits) <= _HEX:
         raise DecodeError(f"{what}: {bitmap!r} is not a hex bitmap like '0x1E0'")
-    value = int(digits, 16) if digits else 0
-    return [i for i in range(value.bit_length()) if value >> i & 1]
+    value, positions = int(digits, 16) if digits else 0, []
+    while value:
+        lowest = value & -value
+        positions.append(lowest.bit_length() - 1)
+        value ^= lowest
+    return positions
 
 
 def _named(names: tuple[str, ...], positions: list[int], what: str, entry: str) -> list[str]:
@@ -93,10 +97,12 @@ def _named(names: tuple[str, ...], positions: list[int], what: str, entry: str) 
 def expand_bitmap(entries: Any, schema: WriterSchema, what: str) -> list[str]:
     """`["0x…", "P-0x…", ...]` -> field names: the first form counts top-level fields,
     "P-0x…" the fields nested in the compound field at position P (as "Parent.Child")."""
-    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+    if not isinstance(entries, list):
         raise DecodeError(f"{what} must be a list of bitmap strings, got {entries!r}")
     names: list[str] = []
     for entry in entries:
+        if not isinstance(entry, str):
+            raise DecodeError(f"{what} must be a list of bitmap strings, got {entries!r}")
         parent, nested, bitmap = entry.partition("-")
         if not nested:
             names += _named(schema.fields, _positions(entry, what), what, entry)
@@ -147,10 +153,8 @@ def read_event(data: bytes, schema: WriterSchema, schema_id: str) -> dict:
     return record
 
 
-def _as_cometd(name: str, value: Any, changed: frozenset[str]) -> Any:
+def _as_cometd(name: str, value: dict, changed: frozenset[str]) -> dict | None:
     """A compound field keeps its changed or non-null parts; None when nothing is left."""
-    if not isinstance(value, dict):
-        return value
     parts = {part: v for part, v in value.items() if v is not None or f"{name}.{part}" in changed}
     return parts or None
 
@@ -170,12 +174,13 @@ def pubsub_api_payload(data: bytes, schema_id: str, schemas: Mapping[str, str]) 
     changed, diffed = frozenset(expanded["changedFields"]), frozenset(expanded["diffFields"])
     payload: dict[str, Any] = {HEADER: {**header, **expanded}}
     for name, value in record.items():
-        if name == HEADER:
-            continue
-        value = _as_cometd(name, value, changed)
-        if value is None and name not in changed:
-            continue
-        if name in schema.datetimes and value is not None:
-            value = millis_to_iso(value, name)
-        payload[name] = {"diff": value} if name in diffed else value
+        if type(value) is dict and name != HEADER:
+            value = _as_cometd(name, value, changed)
+        if value is None:
+            if name in changed:
+                payload[name] = None
+        elif name != HEADER:
+            if name in schema.datetimes:
+                value = millis_to_iso(value, name)
+            payload[name] = {"diff": value} if name in diffed else value
     return payload
