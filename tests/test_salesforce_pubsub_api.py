@@ -43,7 +43,9 @@ def test_binary_archive_gives_the_same_views_as_the_json_lines(tmp_path, mongo_u
             mongo_client.drop_database(name)
     assert results["jsonl"] and any(doc.get("crm_info") for doc in results["jsonl"].values())
     assert results[SALESFORCE_AVRO] == results["jsonl"]
-    assert summaries[SALESFORCE_AVRO].counters == summaries["jsonl"].counters
+    outcomes = {fmt: (s.get("events_decoded"), s.get("messages_skipped"), s.get("dead_lettered"),
+                      s.applied + s.superseded) for fmt, s in summaries.items()}  # the split depends on bundling
+    assert outcomes[SALESFORCE_AVRO] == outcomes["jsonl"]
 
 
 def test_binary_events_on_pubsub_stream_into_the_views_of_their_json(tmp_path, pubsub_host, mongo_uri,  # noqa: F811
