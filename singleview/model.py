@@ -7,6 +7,7 @@ of one customer, keyed by normalised email (singleview.view).
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -23,7 +24,14 @@ MERGE = "merge"      # HubSpot contact.merge: the contact now lives in another (
 # version: a delete beats the upsert it shares a commit with, an erasure everything.
 OPS = (UPSERT, RESTORE, MERGE, DELETE, ERASE)
 
+# What a dead letter keeps of its message. Text is cut at 16 KiB (readable
+# without more). Bytes that are not UTF-8 are kept as base64 up to 1 MiB:
+# Salesforce sends no change event over 1 MB (a bigger one becomes a gap event),
+# so a binary event is kept whole and can be replayed once it can be decoded.
 MAX_PAYLOAD_BYTES = 16 * 1024
+MAX_BINARY_PAYLOAD_BYTES = 1024 * 1024
+TEXT = "utf-8"
+BASE64 = "base64"
 
 
 class DecodeError(ValueError):
@@ -123,11 +131,25 @@ class DeadLetter:
     at: datetime
     attributes: Mapping[str, str] = field(default_factory=dict)
     published_at: datetime | None = None
+    payload_encoding: str = TEXT
+    payload_bytes: int = 0
 
     @classmethod
     def of(cls, message: RawMessage, reason: str) -> "DeadLetter":
-        payload = message.data[:MAX_PAYLOAD_BYTES].decode("utf-8", "replace")
-        return cls(message.source, reason, payload, utcnow(), dict(message.attributes), message.publish_time)
+        """`payload_bytes` is the message's whole size, so a cut payload says so."""
+        data = bytes(message.data)
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            payload, encoding = base64.b64encode(data[:MAX_BINARY_PAYLOAD_BYTES]).decode("ascii"), BASE64
+        else:
+            payload, encoding = data[:MAX_PAYLOAD_BYTES].decode("utf-8", "replace"), TEXT
+        return cls(message.source, reason, payload, utcnow(), dict(message.attributes), message.publish_time,
+                   encoding, len(data))
+
+    def payload_data(self) -> bytes:
+        """The kept bytes of the message, as they arrived."""
+        return base64.b64decode(self.payload) if self.payload_encoding == BASE64 else self.payload.encode("utf-8")
 
     def to_doc(self) -> dict:
         """Attribute names may hold `.` or start with `$`, so they are kept as name/value pairs."""

@@ -5,8 +5,8 @@ Pure functions (no Beam, no pymongo), one module per wire format
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
 from singleview.formats._common import snake_case
 from singleview.formats.basic import decode_basic
@@ -19,8 +19,12 @@ from singleview.sources import SOURCES
 
 @dataclass(frozen=True)
 class DecoderConfig:
+    """What the decoders need besides the message; pickled to the workers with the DoFns."""
+
     decimal_scale: int = 4
     category_pattern: str = r"/(?:category|c)/([^/?#]+)"
+    # Salesforce Pub/Sub API event schemas as JSON text by schema id (`<schema_id>.avsc`, loaded at the edge).
+    salesforce_schemas: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 
 Decoder = Callable[[RawMessage, DecoderConfig], "list[ChangeEvent]"]

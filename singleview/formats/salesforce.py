@@ -1,10 +1,12 @@
-"""Salesforce Change Data Capture events for Contact (CometD JSON or Pub/Sub API record)."""
+"""Salesforce Change Data Capture events for Contact: CometD JSON, the Pub/Sub API
+record decoded to JSON, or the Pub/Sub API's Avro binary (a message with a `schema_id`)."""
 from __future__ import annotations
 
 from typing import Any
 
 from singleview.formats._common import (
     as_id, as_int, as_object, guarded, load_json, normalise_time, require, snake_case)
+from singleview.formats.salesforce_avro import SCHEMA_ID, pubsub_api_payload
 from singleview.model import DELETE, RESTORE, UPSERT, ChangeEvent, DecodeError, RawMessage, Version, normalise_email
 
 ENTITY = "Contact"
@@ -70,11 +72,18 @@ def _nulled(header: dict) -> tuple[str, ...]:
 
 @guarded
 def decode_salesforce_cdc(message: RawMessage, config: Any = None) -> list[ChangeEvent]:
-    """One event per record id; GAP_* events are refused so a resync is asked for, not guessed."""
-    document = load_json(message.data)
-    if document is None:
-        raise DecodeError("empty Salesforce change event")
-    payload = _payload(document)
+    """One event per record id; GAP_* events are refused so a resync is asked for, not guessed.
+
+    Binary events are read into the payload CometD sends for the same change,
+    so both take the one path below."""
+    if SCHEMA_ID in message.attributes:
+        payload = pubsub_api_payload(message.data, message.attributes[SCHEMA_ID],
+                                     getattr(config, "salesforce_schemas", None) or {})
+    else:
+        document = load_json(message.data)
+        if document is None:
+            raise DecodeError("empty Salesforce change event")
+        payload = _payload(document)
     header = as_object(payload["ChangeEventHeader"], "ChangeEventHeader")
     entity = header.get("entityName")
     if entity != ENTITY:

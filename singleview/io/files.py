@@ -6,7 +6,10 @@ from datetime import datetime, timezone
 
 import apache_beam as beam
 
+from singleview.formats.salesforce_avro import SCHEMA_ID
 from singleview.model import RawMessage
+
+REPLAY_ID = "replay_id"
 
 
 def split_line(source: str, line: str | bytes):
@@ -28,14 +31,27 @@ def split_line(source: str, line: str | bytes):
 
 
 def from_archive_record(source: str, record: dict) -> RawMessage:
-    """A record of a Pub/Sub archive (Avro: message, attributes, timestamp)."""
+    """A record of a Pub/Sub archive (Avro: message, attributes, timestamp), or of
+    an archive of Salesforce Pub/Sub API events (schema_id, payload, replay_id)."""
+    if SCHEMA_ID in record:
+        return from_pubsub_api_record(source, record)
     millis = record.get("timestamp")
     published = datetime.fromtimestamp(millis / 1000, timezone.utc) if millis is not None else None
     return RawMessage(source, bytes(record.get("message") or b""), dict(record.get("attributes") or {}), published)
 
 
+def from_pubsub_api_record(source: str, record: dict) -> RawMessage:
+    """The Avro-binary event with its schema id as an attribute, as it arrives on
+    Pub/Sub or Kafka; the replay id (opaque bytes) is kept, in hex, to find the event by."""
+    attributes = {SCHEMA_ID: str(record[SCHEMA_ID])}
+    if record.get(REPLAY_ID) is not None:
+        attributes[REPLAY_ID] = bytes(record[REPLAY_ID]).hex()
+    return RawMessage(source, bytes(record.get("payload") or b""), attributes)
+
+
 class ReadMessages(beam.PTransform):
-    """Files by glob: `.avro` as Pub/Sub archives, anything else as JSON lines."""
+    """Files by glob: `.avro` as Pub/Sub archives or Salesforce Pub/Sub API archives
+    (told apart by each record's fields), anything else as JSON lines."""
 
     def __init__(self, source: str, pattern: str):
         super().__init__()

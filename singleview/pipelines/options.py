@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from singleview.formats import DecoderConfig
+from singleview.io.salesforce_schemas import load_salesforce_schemas
 from singleview.sources import SOURCES, unknown_source
 from singleview.transforms.window import ARRIVAL, PUBLISH
 
@@ -37,6 +39,9 @@ class SingleViewOptions(PipelineOptions):
                                  " (default: refuse to start at once)")
         parser.add_argument("--category_pattern", default=r"/(?:category|c)/([^/?#]+)",
                             help="regex whose first group is a page view's category")
+        parser.add_argument("--salesforce_schema_dir", default=None, metavar="DIR",
+                            help="directory of <schema_id>.avsc files: the schemas of Salesforce Pub/Sub API"
+                                 " (Avro binary) crm events, which carry a schema_id attribute or header")
 
 
 def parse_inputs(specs: list[str]) -> dict[str, str]:
@@ -52,3 +57,10 @@ def parse_inputs(specs: list[str]) -> dict[str, str]:
             raise ValueError(f"--input given twice for {source!r}")
         inputs[source] = pattern
     return inputs
+
+
+def decoder_config(options: SingleViewOptions) -> DecoderConfig:
+    """The decoders' settings; Salesforce schemas are read here, once, and reach the workers as data."""
+    schemas = load_salesforce_schemas(options.salesforce_schema_dir) if options.salesforce_schema_dir else {}
+    return DecoderConfig(decimal_scale=options.decimal_scale, category_pattern=options.category_pattern,
+                         salesforce_schemas=schemas)

@@ -21,7 +21,7 @@ from singleview.io.lease import Holder, LeaseHeld, Renewal, acquire
 from singleview.io.mongodb import MongoTarget, ReadCollection, WriteDeadLettersFn, prepare
 from singleview.io.files import ReadMessages
 from singleview.io.store import SINGLE_VIEWS, TOMBSTONES
-from singleview.pipelines.options import SingleViewOptions, parse_inputs
+from singleview.pipelines.options import SingleViewOptions, decoder_config, parse_inputs
 from singleview.pipelines.portable import with_runner_defaults
 from singleview.sources import SECTIONS, SOURCES
 from singleview.transforms.decode import DEAD_LETTERS, DecodeMessages
@@ -110,7 +110,7 @@ def build(pipeline: beam.Pipeline, options: SingleViewOptions, target: MongoTarg
     if options.mode == "rebuild":
         return pipeline | "Rebuild" >> RebuildSingleViews(target, options.history_cap)
     inputs = parse_inputs(options.input)
-    config = DecoderConfig(decimal_scale=options.decimal_scale, category_pattern=options.category_pattern)
+    config = decoder_config(options)
     streaming = options.view_as(StandardOptions).streaming
     reading = contextlib.nullcontext()
     if streaming and any(pattern.startswith("kafka://") for pattern in inputs.values()):

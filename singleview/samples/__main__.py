@@ -1,4 +1,6 @@
-"""Write generated CDC as `<source>.jsonl`, or `<source>.avro` in the Pub/Sub archive shape."""
+"""Write generated CDC as `<source>.jsonl`, or `<source>.avro` in the Pub/Sub archive shape;
+`--format salesforce-avro` writes crm as Salesforce Pub/Sub API events (`crm.avro` of
+schema_id/payload/replay_id, schemas in `salesforce-schemas/`) and the other sources as JSON lines."""
 from __future__ import annotations
 
 import argparse
@@ -16,12 +18,21 @@ ARCHIVE_SCHEMA = {
 }
 
 
+SALESFORCE_AVRO = "salesforce-avro"
+SCHEMA_DIR = "salesforce-schemas"
+
+
 def write(out: Path, generated: dict[str, list[bytes]], fmt: str) -> dict[str, int]:
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
     for source, messages in generated.items():
         counts[source] = len(messages)
-        if fmt == "jsonl":
+        if fmt == SALESFORCE_AVRO and source == "crm":
+            from singleview.samples.salesforce import write_archive, write_schema_dir
+            write_schema_dir(out / SCHEMA_DIR)
+            write_archive(out / "crm.avro", messages)
+            continue
+        if fmt in ("jsonl", SALESFORCE_AVRO):
             (out / f"{source}.jsonl").write_bytes(b"".join(m + b"\n" for m in messages))
             continue
         import fastavro
@@ -79,7 +90,7 @@ def main(argv=None) -> int:
     parser.add_argument("--customers", type=int, default=100)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--format", choices=["jsonl", "avro"], default="jsonl")
+    parser.add_argument("--format", choices=["jsonl", "avro", SALESFORCE_AVRO], default="jsonl")
     args = parser.parse_args(argv)
     if args.customers < 1:
         parser.error("--customers must be at least 1")
