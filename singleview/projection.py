@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
+from singleview.model import Record
 from singleview.fold import (APPLIED, SUPERSEDED, entity_email, fold_event, in_fold_order, is_alive, merged_into,
                              new_entity)
 from singleview.model import ChangeEvent
@@ -52,7 +53,7 @@ class Group:
 
 
 @dataclass(frozen=True)
-class Part:
+class Part(Record):
     """A HubSpot contact's share of the marketing contribution of its owner:
     itself, or the contact it was merged into."""
 

@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Mapping
 
 from singleview.fold import is_alive
+from singleview.model import Record
 from singleview.formats._common import iso_utc
 
 DEFAULT_HISTORY_CAP = 100
@@ -25,7 +26,7 @@ CANCELLED = {"canceled", "cancelled", "closed"}
 
 
 @dataclass(frozen=True)
-class Contribution:
+class Contribution(Record):
     """What one entity of a section gives the single view of `email`.
 
     `rev` is (parent document revision, children document revision), both
@@ -286,7 +287,7 @@ def fingerprints(doc: Mapping | None) -> dict:
 
 
 @dataclass(frozen=True)
-class ViewChange:
+class ViewChange(Record):
     """A customer's view was written (`doc`) or removed (`doc` None) at revision `rev`."""
 
     email: str

@@ -14,13 +14,16 @@ it that are not `{_id: v}` scan exactly that one document.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import AutoReconnect, ConnectionFailure, DuplicateKeyError
+
+log = logging.getLogger(__name__)
 
 LEASES = "sv_lease"
 LEASE_ID = "writer"
@@ -109,7 +112,10 @@ class Renewal:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        release(self.db, self.holder)
+        try:
+            release(self.db, self.holder)
+        except (AutoReconnect, ConnectionFailure):
+            log.warning("could not release the writer lease of %r; it expires in %s", self.db.name, TTL)
 
 
 class LeaseLost(RuntimeError):

@@ -9,13 +9,15 @@ write can count on it being stored.
 from __future__ import annotations
 
 import os
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable
 
 import apache_beam as beam
 import pymongo
 from apache_beam.metrics import Metrics
+from apache_beam.transforms import window
 from apache_beam.utils.shared import Shared
 
 from singleview.io.indexes import ensure_indexes
@@ -75,7 +77,15 @@ class Staged:
 
 
 class WriteStagedFn(StoreFn):
-    """Write a batch of staged records in bulk, then pass on what they emit."""
+    """Write batches of staged records in bulk, then pass on what they emit.
+
+    The writes run on a thread of their own, in order, while the step before
+    goes on with the next batches (at most `IN_FLIGHT` behind): the server's
+    time and the pipeline's overlap. A batch's emits leave once its writes are
+    stored, the last ones when the bundle finishes.
+    """
+
+    IN_FLIGHT = 2
 
     def __init__(self, target: MongoTarget, change_log=None):
         super().__init__(target)
@@ -85,16 +95,38 @@ class WriteStagedFn(StoreFn):
     def setup(self):
         super().setup()
         self.guard = LeaseGuard(self.store.db, self.target.holder) if self.target.holder else None
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="staged-writes")
+
+    def start_bundle(self):
+        self.pending: deque = deque()
 
     def process(self, batch: list[Staged]):
+        self.pending.append((self.writer.submit(self._write, batch), batch))
+        while self.pending and (self.pending[0][0].done() or len(self.pending) > self.IN_FLIGHT):
+            yield from self._passed_on(*self.pending.popleft())
+
+    def finish_bundle(self):
+        while self.pending:
+            for emit in self._passed_on(*self.pending.popleft()):
+                yield window.GlobalWindows.windowed_value(emit)
+
+    def teardown(self):
+        self.writer.shutdown()
+        super().teardown()
+
+    def _write(self, batch: list[Staged]) -> None:
         writes = [w for staged in batch for w in staged.writes]
         changes = [c for staged in batch for c in staged.changes]
-        if writes or changes:
-            if self.guard:
-                through_outages(self.guard.check, "check the writer lease")
-            if changes and self.change_log is not None:
-                self.change_log.append(self.store.db, changes)
-            self.store.write(writes)
+        if not (writes or changes):
+            return
+        if self.guard:
+            through_outages(self.guard.check, "check the writer lease")
+        if changes and self.change_log is not None:
+            self.change_log.append(self.store.db, changes)
+        self.store.write(writes)
+
+    def _passed_on(self, written: Future, batch: list[Staged]):
+        written.result()
         for staged in batch:
             for name, count in staged.counts.items():
                 self._counter(name).inc(count)

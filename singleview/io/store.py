@@ -47,7 +47,7 @@ class IdReader:
     """Reads documents by `_id` the way the server answers from an index."""
 
     def __init__(self, database: Database, threads: int = 8):
-        self.exact_only = is_ferretdb(database)
+        self.exact_only = through_outages(lambda: is_ferretdb(database), "ask the server what it is")
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="id-lookup") if self.exact_only else None
 
     def find(self, collection: Collection, ids: Iterable, projection: dict | None = None) -> dict:

@@ -15,6 +15,8 @@ import (
 	"io/fs"
 	"log"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // -pprof-addr: where FerretDB's time goes
 	"net/url"
 	"os"
 	"os/signal"
@@ -32,7 +34,12 @@ func main() {
 	dataDir := flag.String("sqlite-url", "file:.data/ferretdb/", "SQLite backend URL (a directory)")
 	logLevel := flag.String("log-level", "warn", "debug, info, warn or error")
 	idIndex := flag.Bool("id-pushdown-index", true, "add the index that lets SQLite use FerretDB's _id pushdown")
+	pprofAddr := flag.String("pprof-addr", "", "serve Go's profiler (net/http/pprof) on this address, e.g. 127.0.0.1:6060")
 	flag.Parse()
+
+	if *pprofAddr != "" {
+		go func() { log.Println(http.ListenAndServe(*pprofAddr, nil)) }()
+	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
