@@ -38,7 +38,7 @@ start() {
   if ping; then echo "MongoDB-wire server already up on $ADDR"; return; fi
   build
   mkdir -p "$DATA"
-  setsid "$BIN" -listen-addr "$ADDR" -sqlite-url "file:$DATA/" ${EXTRA[@]+"${EXTRA[@]}"} >"$LOG" 2>&1 </dev/null &
+  setsid "$BIN" -listen-addr "$ADDR" -sqlite-url "file:$DATA/?_pragma=synchronous(normal)" ${EXTRA[@]+"${EXTRA[@]}"} >"$LOG" 2>&1 </dev/null &
   echo $! > "$PIDFILE"
   for _ in $(seq 1 100); do
     if ping; then echo "FerretDB up on mongodb://$ADDR (data in $DATA)"; return; fi

@@ -10,7 +10,7 @@ from singleview.model import MERGE, UPSERT, ChangeEvent, DeadLetter, DecodeError
 DEAD_LETTERS = "dead_letters"
 
 
-def expand_merge(event: ChangeEvent) -> list[ChangeEvent]:
+def expand_contact_merge(event: ChangeEvent) -> list[ChangeEvent]:
     """A HubSpot merge tombstones each merged contact, pointing at the primary,
     and the primary remembers them, so their page views join its own."""
     if event.op != MERGE:
@@ -32,7 +32,7 @@ class DecodeFn(beam.DoFn):
 
     def process(self, message: RawMessage):
         try:
-            events = [e for decoded in decode(message, self.config, self.fmt) for e in expand_merge(decoded)]
+            events = [e for decoded in decode(message, self.config, self.fmt) for e in expand_contact_merge(decoded)]
         except DecodeError as error:
             self.dead.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, DeadLetter.of(message, str(error)))
