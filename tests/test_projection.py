@@ -74,20 +74,22 @@ def live_views(views):
     return {email: data for email, data in views.items() if data}
 
 
+def ends_the_same_whatever_the_batching(section, events, rnd, cuts):
+    _, expected = run(section, [events])
+    _, got = run(section, batches(events, rnd, cuts))
+    assert live_views(got) == live_views(expected)
+
+
 @settings(max_examples=300)
 @given(st.lists(st.one_of(order_events, item_events), max_size=14), st.randoms(), st.integers(0, 4))
 def test_orders_end_the_same_whatever_the_batching_order_and_duplication(events, rnd, cuts):
-    _, expected = run(ORDERS, [events])
-    _, got = run(ORDERS, batches(events, rnd, cuts))
-    assert live_views(got) == live_views(expected)
+    ends_the_same_whatever_the_batching(ORDERS, events, rnd, cuts)
 
 
 @settings(max_examples=300)
 @given(st.lists(st.one_of(contact_events, view_events), max_size=14), st.randoms(), st.integers(0, 4))
 def test_a_contact_with_page_views_ends_the_same_whatever_the_batching(events, rnd, cuts):
-    _, expected = run(MARKETING, [events])
-    _, got = run(MARKETING, batches(events, rnd, cuts))
-    assert live_views(got) == live_views(expected)
+    ends_the_same_whatever_the_batching(MARKETING, events, rnd, cuts)
 
 
 @settings(max_examples=200)
