@@ -104,6 +104,9 @@ def authenticate(request: Request, body: bytes, secret: str, settings: Settings)
         else:
             raise SignatureError("missing X-HubSpot-Signature-v3 (or X-HubSpot-Signature-Version: v2)")
     except SignatureError as exc:
+        # HubSpot does not retry a 401: say here why, and over which URI, so a proxy that
+        # changes the URL is found before many batches are refused.
+        log.warning("HubSpot webhook refused: %s (signed URI %s)", exc, uri)
         raise ApiError(401, "unauthorized", f"not a verified HubSpot request: {exc}") from None
 
 
