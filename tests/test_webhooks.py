@@ -178,7 +178,9 @@ REFUSED = {
                           "not epoch milliseconds"),
     "not an array": (NOT_ARRAY, signed, 400, "not an array"),
     "empty array": (b"[]", signed, 400, "empty array"),
-    "not JSON": (b"[{'eventId': 1}]", signed, 400, "not JSON"),
+    "not JSON": (b"[{'eventId': 1}]", signed, 400, "the body is not valid JSON"),
+    "not UTF-8": ('[{"propertyValue": "Zoë"}]'.encode("utf-16"), signed, 400, "the body is not UTF-8"),
+    "empty body": (b"", signed, 400, "the body is empty"),
 }
 
 

@@ -8,7 +8,6 @@ and nothing reaches the topic.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from contextlib import contextmanager
@@ -18,8 +17,9 @@ from typing import Annotated, Iterator
 import anyio
 from fastapi import APIRouter, Depends, Request, Response
 
-from ...formats._common import iso_utc
+from ...formats._common import iso_utc, load_json
 from ...io.topics import Message, Topic, open_topic
+from ...model import DecodeError
 from ..config import Settings
 from ..errors import ApiError, ErrorBody
 from ..hubspot_signature import SignatureError, verify_v2, verify_v3
@@ -113,9 +113,12 @@ def authenticate(request: Request, body: bytes, secret: str, settings: Settings)
 def check_batch(body: bytes) -> int:
     """HubSpot sends a JSON array of events; the events themselves are the pipeline's to judge."""
     try:
-        batch = json.loads(body)
-    except (ValueError, RecursionError):
-        raise ApiError(400, "invalid_body", "the body is not JSON: HubSpot sends a JSON array of events") from None
+        batch = load_json(body)  # as the pipeline's decoders read it: UTF-8 JSON
+    except DecodeError as exc:
+        raise ApiError(400, "invalid_body", f"{str(exc).replace('message', 'the body', 1)[:200]}; "
+                                            "HubSpot sends a JSON array of events") from None
+    if batch is None:
+        raise ApiError(400, "invalid_body", "the body is empty; HubSpot sends a JSON array of events")
     if not isinstance(batch, list):
         raise ApiError(400, "invalid_body", f"the body is a JSON {type(batch).__name__}, not an array of events")
     if not batch:
