@@ -12,9 +12,10 @@ PIPELINE = [
     "fastavro==1.13.1",
     "google-cloud-pubsub==2.44.0",
 ]
-SERVING = ["fastapi==0.165.0", "uvicorn==0.54.0", "prometheus-client==0.26.0"]
 KAFKA = ["confluent-kafka==2.16.1"]
-TEST = KAFKA + ["pytest==9.2.0", "hypothesis==6.170.17", "httpx==0.28.1", "playwright==1.65.2",
+# confluent-kafka: POST /webhooks/hubspot publishes to a Kafka topic when configured so.
+SERVING = ["fastapi==0.165.0", "uvicorn==0.54.0", "prometheus-client==0.26.0"] + KAFKA
+TEST = ["pytest==9.2.0", "hypothesis==6.170.17", "httpx==0.28.1", "playwright==1.65.2",
                 "schemathesis==4.32.5"]
 
 setuptools.setup(

@@ -54,7 +54,9 @@ def api(mongo_uri, loaded_database):
 # to be the same below); schemathesis' fixture-based loader does not run under
 # pytest 9.2 (it writes the removed Node._nodeid).
 OPENAPI = create_app(Settings(dev=True)).openapi()
-schema = schemathesis.openapi.from_dict(OPENAPI)
+# Every generated request to the webhook is unsigned (a 401, or a 503 without secret or topic):
+# tests/test_webhooks.py covers it against real topics, this hunt covers the rest.
+schema = schemathesis.openapi.from_dict(OPENAPI).exclude(path="/webhooks/hubspot")
 schema.config.update(headers=AUTH)
 STATUSES: dict[str, Counter] = defaultdict(Counter)
 

@@ -508,13 +508,17 @@ def test_openapi_has_response_models(client):
     get_one = spec["paths"]["/customers-sv/{email}"]["get"]
     assert get_one["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("CustomerSV")
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
-    models = {path: op["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
-              for path, op in spec["paths"].items() if "application/json" in op["get"]["responses"]["200"]["content"]}
+    gets = {path: ops["get"] for path, ops in spec["paths"].items() if "get" in ops}
+    models = {path: op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
+              for path, op in gets.items() if "application/json" in op["responses"]["200"]["content"]}
     assert models == {"/customers-sv": "CustomerPage", "/customers-sv/count": "CountBody",
                       "/customers-sv/{email}": "CustomerSV", "/healthz": "Health", "/readyz": "Ready"}
-    for path, op in spec["paths"].items():
+    for path, op in gets.items():
         if path.startswith("/customers-sv"):
-            assert {"400", "401", "403", "503"} <= set(op["get"]["responses"]), path
+            assert {"400", "401", "403", "503"} <= set(op["responses"]), path
+    webhook = spec["paths"]["/webhooks/hubspot"]
+    assert set(webhook) == {"post"} and "security" not in webhook["post"]  # signed, not keyed
+    assert set(webhook["post"]["responses"]) == {"204", "400", "401", "413", "503"}
 
 
 def test_lifetime_value_clause_matches_decimal_order_property():

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import re
 import typing
 from datetime import datetime, timezone
 from typing import Iterable
@@ -22,9 +21,8 @@ import apache_beam as beam
 from apache_beam.io.kafka import ReadFromKafka
 from apache_beam.transforms.external import ExternalTransform, JavaJarExpansionService, NamedTupleBasedPayloadBuilder
 
+from singleview.io.urls import parse_kafka_url
 from singleview.model import RawMessage
-
-_URL = re.compile(r"^kafka://([^/]+)/([^/]+)$")
 
 # The configuration fields that KafkaIO's external read of Beam Java 2.62
 # knows (the Python SDK's own ReadFromKafka sends newer ones it rejects).
@@ -36,14 +34,6 @@ KafkaReadConfig = typing.NamedTuple("KafkaReadConfig", [
 # Legacy unbounded reads, which Flink drives itself: portable Flink never
 # checkpoints a splittable DoFn, so the SDF Kafka read would hold its first bundle forever.
 EXPANSION_ARGS = ["--defaultEnvironmentType=EMBEDDED", "--experiments=use_deprecated_read"]
-
-
-def parse_kafka_url(url: str) -> tuple[str, str]:
-    """`kafka://HOST:PORT[,HOST:PORT...]/TOPIC` -> (bootstrap servers, topic)."""
-    match = _URL.match(url)
-    if not match or any(not server.rpartition(":")[2].isdigit() for server in match.group(1).split(",")):
-        raise ValueError(f"expected kafka://HOST:PORT/TOPIC, got {url!r}")
-    return match.group(1), match.group(2)
 
 
 def to_raw_message(source: str, record) -> RawMessage:

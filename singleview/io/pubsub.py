@@ -5,25 +5,13 @@ official emulator).
 """
 from __future__ import annotations
 
-import re
 from datetime import timezone
 from typing import Iterable, Mapping
 
 import apache_beam as beam
 
+from singleview.io.urls import parse_pubsub_url
 from singleview.model import RawMessage
-
-_PATH = re.compile(r"^projects/([^/]+)/(subscriptions|topics)/([^/]+)$")
-
-
-def parse_pubsub_url(url: str) -> tuple[str, str]:
-    """`pubsub://projects/P/subscriptions/S` -> ("subscription", "projects/P/subscriptions/S")."""
-    path = url.removeprefix("pubsub://")
-    match = _PATH.match(path)
-    if not url.startswith("pubsub://") or not match:
-        raise ValueError(f"expected pubsub://projects/P/subscriptions/S or pubsub://projects/P/topics/T, got {url!r}")
-    return match.group(2)[:-1], path
-
 
 def to_raw_message(source: str, message) -> RawMessage:
     published = message.publish_time

@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Protocol
 
-from singleview.io.kafka import parse_kafka_url
-from singleview.io.pubsub import parse_pubsub_url
+from singleview.io.urls import check_topic_url, parse_kafka_url, parse_pubsub_url
 
 ACK_SECONDS = 60
 
@@ -94,8 +93,4 @@ class KafkaTopic:
 
 
 def open_topic(url: str) -> Topic:
-    if url.startswith("pubsub://"):
-        return PubSubTopic(url)
-    if url.startswith("kafka://"):
-        return KafkaTopic(url)
-    raise ValueError(f"expected pubsub://projects/P/topics/T or kafka://HOST:PORT/TOPIC, got {url!r}")
+    return PubSubTopic(url) if check_topic_url(url).startswith("pubsub://") else KafkaTopic(url)

@@ -28,9 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # pymongo's debug log prints whole commands and documents: customers' PII.
     logging.getLogger("pymongo").setLevel(max(logging.getLogger().level, logging.INFO))
-    settings = Settings.from_env(host=args.host, port=args.port, mongo_uri=args.mongo_uri,
-                                 database=args.database, dev=args.dev)
     try:
+        settings = Settings.from_env(host=args.host, port=args.port, mongo_uri=args.mongo_uri,
+                                     database=args.database, dev=args.dev)
         from .app import create_app
         app = create_app(settings)
     except ConfigError as exc:

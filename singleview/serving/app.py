@@ -13,7 +13,7 @@ from .config import Settings
 from .db import ensure_indexes, make_client
 from .metrics import Metrics, MetricsMiddleware
 from .metrics import router as metrics_router
-from .routers import customers, health
+from .routers import customers, health, webhooks
 
 log = logging.getLogger("singleview.serving")
 
@@ -46,7 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("could not create indexes at start-up (%s); will retry on /readyz",
                         type(exc).__name__)
         try:
-            yield
+            with webhooks.hubspot_publisher(app.state, settings):
+                yield
         finally:
             client.close()
 
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_router)
     app.include_router(customers.router)
     app.include_router(portal.router)
+    app.include_router(webhooks.router)
     app.openapi = lambda: without_422(app)
     return app
 
