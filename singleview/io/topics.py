@@ -93,9 +93,17 @@ class KafkaTopic:
         self._producer.flush(ACK_SECONDS)
 
 
-def open_topic(url: str) -> Topic:
+def check_topic_url(url: str) -> str:
+    """The URL's scheme, once it is known to name a topic (a clear error at submission, not on a worker)."""
     if url.startswith("pubsub://"):
-        return PubSubTopic(url)
+        if parse_pubsub_url(url)[0] != "topic":
+            raise ValueError(f"expected a topic, pubsub://projects/P/topics/T, got {url!r}")
+        return "pubsub"
     if url.startswith("kafka://"):
-        return KafkaTopic(url)
+        parse_kafka_url(url)
+        return "kafka"
     raise ValueError(f"expected pubsub://projects/P/topics/T or kafka://HOST:PORT/TOPIC, got {url!r}")
+
+
+def open_topic(url: str) -> Topic:
+    return PubSubTopic(url) if check_topic_url(url) == "pubsub" else KafkaTopic(url)
