@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,19 @@ def test_a_delete_beats_an_upsert_of_the_same_revision_and_a_repeat_changes_noth
 
 # --- reading the topics back -------------------------------------------------
 
+@dataclass(frozen=True)
+class Delivered:
+    """A feed event as an app receives it: body, attributes (Kafka headers) and ordering key (Kafka key)."""
+
+    data: bytes
+    attributes: dict
+    key: str
+
+    @property
+    def event(self) -> dict:
+        return json.loads(self.data)
+
+
 class PubSubFeed:
     """A subscription of the feed's topic, drained by pulls (ordered delivery, as an app would ask)."""
 
@@ -154,16 +168,17 @@ class PubSubFeed:
         self.subscriber.create_subscription(request={"name": self.path, "topic": f"projects/{PROJECT}/topics/{name}",
                                                      "enable_message_ordering": True, "ack_deadline_seconds": 60})
 
-    def drain(self, idle_pulls: int = 2) -> list:
-        """Every message there is now: pulls until `idle_pulls` in a row come back empty."""
-        got, idle = [], 0
-        while idle < idle_pulls:
+    def drain(self, idle: int = 2) -> list[Delivered]:
+        """Every message there is now: pulls until `idle` in a row come back empty."""
+        got, empty = [], 0
+        while empty < idle:
             response = self.subscriber.pull(subscription=self.path, max_messages=1000, timeout=10)
             if not response.received_messages:
-                idle += 1
+                empty += 1
                 continue
-            idle = 0
-            got += [r.message for r in response.received_messages]
+            empty = 0
+            got += [Delivered(r.message.data, dict(r.message.attributes), r.message.ordering_key)
+                    for r in response.received_messages]
             self.subscriber.acknowledge(subscription=self.path, ack_ids=[r.ack_id for r in response.received_messages])
         return got
 
@@ -171,22 +186,30 @@ class PubSubFeed:
         self.subscriber.close()
 
 
-def consume_kafka(addr: str, topic: str, idle_seconds: float = 5.0) -> list:
-    from confluent_kafka import Consumer
-    consumer = Consumer({"bootstrap.servers": addr, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False})
-    consumer.subscribe([topic])
-    records, quiet_since = [], time.monotonic()
-    try:
-        while time.monotonic() - quiet_since < idle_seconds:
-            record = consumer.poll(0.5)
+class KafkaFeed:
+    """A consumer of the feed's topic from its earliest offset, in a group of its own."""
+
+    def __init__(self, addr: str, topic: str):
+        from confluent_kafka import Consumer
+        self.url = f"kafka://{addr}/{topic}"
+        self.consumer = Consumer({"bootstrap.servers": addr, "group.id": uuid.uuid4().hex,
+                                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        self.consumer.subscribe([topic])
+
+    def drain(self, idle: int = 2) -> list[Delivered]:
+        """What arrives until `idle` times 2.5 s pass without a record."""
+        got, quiet_since = [], time.monotonic()
+        while time.monotonic() - quiet_since < idle * 2.5:
+            record = self.consumer.poll(0.5)
             if record is None or record.error():
                 continue
-            records.append(record)
+            got.append(Delivered(record.value(), {k: v.decode() for k, v in record.headers() or ()},
+                                 record.key().decode()))
             quiet_since = time.monotonic()
-    finally:
-        consumer.close()
-    return records
+        return got
+
+    def close(self):
+        self.consumer.close()
 
 
 def inversions(keyed_revs: list[tuple[str, int]]) -> int:
@@ -200,6 +223,22 @@ def inversions(keyed_revs: list[tuple[str, int]]) -> int:
 
 # --- batch ---------------------------------------------------------------------
 
+def assert_keyed_and_labelled(delivered: list[Delivered]) -> None:
+    """The ordering key (Kafka key) is the event's key; the attributes (headers) repeat `_rev` and `op`."""
+    assert all(d.key == d.event["key"] and d.attributes == {"_rev": str(d.event["_rev"]), "op": d.event["op"]}
+               for d in delivered)
+
+
+def assert_one_delete_without_pii(delivered: list[Delivered]) -> None:
+    deletes = [d for d in delivered if d.event["op"] == DELETE]
+    assert [d.key for d in deletes] == [retired_id(ERIN)]
+    assert_no_pii(deletes[0].data, deletes[0].attributes, deletes[0].key)
+
+
+def live_docs(delivered) -> dict:
+    return {k: e["doc"] for k, e in live(fold(d.data for d in delivered)).items()}
+
+
 def test_batch_feed_on_pubsub_folds_to_the_views_a_rerun_publishes_nothing_an_erasure_no_pii(
         tmp_path, pubsub_host, mongo_uri, mongo_client, database_name):
     feed = PubSubFeed(f"feed-{database_name[-10:]}")
@@ -207,12 +246,11 @@ def test_batch_feed_on_pubsub_folds_to_the_views_a_rerun_publishes_nothing_an_er
     first = inputs(tmp_path / "in", with_erin(generate(customers=12, seed=9)))
     try:
         summary = run_into(mongo_uri, database_name, first + args)
-        messages = feed.drain()
+        delivered = feed.drain()
         views = stored(mongo_client[database_name])
-        assert retired_id(ERIN) in views and summary.get("changes_published") == len(messages) == len(views)
-        assert all(m.ordering_key == json.loads(m.data)["key"] and m.attributes["_rev"] == str(json.loads(m.data)["_rev"])
-                   for m in messages)
-        assert {k: e["doc"] for k, e in live(fold(m.data for m in messages)).items()} == views
+        assert retired_id(ERIN) in views and summary.get("changes_published") == len(delivered) == len(views)
+        assert_keyed_and_labelled(delivered)
+        assert live_docs(delivered) == views
 
         again = run_into(mongo_uri, database_name, first + args)
         assert again.get("views_written") == 0 and again.get("changes_published") == 0 and feed.drain() == []
@@ -220,93 +258,88 @@ def test_batch_feed_on_pubsub_folds_to_the_views_a_rerun_publishes_nothing_an_er
         erased = run_into(mongo_uri, database_name, inputs(tmp_path / "erase", {"marketing": [ERASURE]}) + args)
         deletes = feed.drain()
         assert erased.get("views_removed") == 1 and len(deletes) == 1
-        [delete] = deletes
-        assert json.loads(delete.data)["op"] == DELETE == delete.attributes["op"]
-        assert delete.ordering_key == retired_id(ERIN)
-        assert_no_pii(delete.data, dict(delete.attributes), delete.ordering_key)
-
-        views = stored(mongo_client[database_name])
-        assert retired_id(ERIN) not in views
-        everything = [m.data for m in messages + deletes]
-        replayed = everything * 2
-        random.Random(5).shuffle(replayed)
-        for delivered in (everything, replayed):
-            assert {k: e["doc"] for k, e in live(fold(delivered)).items()} == views
+        assert_keyed_and_labelled(deletes)
+        assert_one_delete_without_pii(deletes)
     finally:
         feed.close()
-
-
-def test_batch_feed_on_kafka_of_doubled_input_holds_one_event_per_view_keyed_by_the_hash(
-        tmp_path, kafka_addr, mongo_uri, mongo_client, database_name):
-    topic = f"feed-{database_name[-10:]}"
-    args = inputs(tmp_path / "in", with_erin(generate(customers=12, seed=9)), copies=2)
-    summary = run_into(mongo_uri, database_name, args + ["--sv_changes_topic", f"kafka://{kafka_addr}/{topic}"])
-    records = consume_kafka(kafka_addr, topic)
     views = stored(mongo_client[database_name])
-    assert summary.get("changes_published") == len(records) == len(views)
-    events = [json.loads(r.value()) for r in records]
-    assert all(r.key().decode() == e["key"] and dict(r.headers()) == {"_rev": str(e["_rev"]).encode(),
-                                                                         "op": e["op"].encode()}
-               for r, e in zip(records, events))
-    assert all("doc" not in e for e in events), "payload none by default"
-    assert {k: (e["email"], e["_rev"]) for k, e in live(fold(events)).items()} == \
+    assert retired_id(ERIN) not in views
+    replayed = (delivered + deletes) * 2
+    random.Random(5).shuffle(replayed)
+    for events in (delivered + deletes, replayed):
+        assert live_docs(events) == views
+
+
+def test_batch_feed_on_kafka_of_doubled_input_holds_one_event_per_view(tmp_path, kafka_addr, mongo_uri,
+                                                                        mongo_client, database_name):
+    feed = KafkaFeed(kafka_addr, f"feed-{database_name[-10:]}")
+    args = inputs(tmp_path / "in", with_erin(generate(customers=12, seed=9)), copies=2)
+    try:
+        summary = run_into(mongo_uri, database_name, args + ["--sv_changes_topic", feed.url])
+        delivered = feed.drain()
+    finally:
+        feed.close()
+    views = stored(mongo_client[database_name])
+    assert summary.get("changes_published") == len(delivered) == len(views)
+    assert_keyed_and_labelled(delivered)
+    assert all("doc" not in d.event for d in delivered), "payload none by default"
+    assert {k: (e["email"], e["_rev"]) for k, e in live(fold(d.data for d in delivered)).items()} == \
         {k: (d["email"], d["_rev"]) for k, d in views.items()}
 
 
 # --- streaming -------------------------------------------------------------------
 
-def test_streaming_feed_on_pubsub_folds_to_the_views_and_an_erasure_is_a_delete_without_pii(
-        tmp_path, pubsub_host, mongo_uri, mongo_client, database_name):
+def drained_until(feed, done, seconds: float) -> list[Delivered]:
+    """What the feed delivers until `done(everything so far)` or time runs out."""
+    deadline, got = time.monotonic() + seconds, []
+    while time.monotonic() < deadline:
+        got += feed.drain(idle=1)
+        if done(got):
+            break
+    return got
+
+
+@pytest.fixture(params=["pubsub", "kafka"])
+def feed(request, database_name):
+    name = f"feed-{database_name[-10:]}"
+    opened = PubSubFeed(name) if request.param == "pubsub" else KafkaFeed(request.getfixturevalue("kafka_addr"), name)
+    yield opened
+    opened.close()
+
+
+def test_streaming_feed_folds_to_the_views_and_an_erasure_is_a_delete_without_pii(
+        tmp_path, pubsub_host, feed, mongo_uri, mongo_client, database_name):
+    """Streaming from Pub/Sub on the DirectRunner, the feed on Pub/Sub or on Kafka."""
     generated = with_erin(generate(customers=12, seed=9))
     expected = batch_views(tmp_path, generated, mongo_uri, mongo_client, database_name)
-    suffix = database_name[-10:]
-    feed = PubSubFeed(f"feed-{suffix}")
+    suffix, database = database_name[-10:], mongo_client[database_name]
     args = []
     for source in SOURCES:
         ensure_topic_and_subscription(PROJECT, f"{source}-{suffix}", f"{source}-{suffix}")
         args.append(f"--input={source}=pubsub://projects/{PROJECT}/subscriptions/{source}-{suffix}")
     log_path = tmp_path / "stream.log"
-    log = open(log_path, "wb")
     worker = subprocess.Popen([sys.executable, str(ROOT / "run_pipeline.py"), "--streaming", "--mongo_uri", mongo_uri,
                                "--database", database_name, *args, "--sv_changes_topic", feed.url,
                                "--sv_changes_payload", AFTER],
-                              stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PUBSUB_EMULATOR_HOST=pubsub_host))
-    database, messages = mongo_client[database_name], []
+                              stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
+                              env=dict(os.environ, PUBSUB_EMULATOR_HOST=pubsub_host))
     try:
         for source, lines in generated.items():
             publish(PROJECT, f"{source}-{suffix}", [m.data for line in lines for m in split_line(source, line)])
         assert wait_for_views(worker, database, expected, 120, log_path) == expected
-        messages += drained_until(feed, lambda got: live_docs(got) == stored(database), 60)
-        assert live_docs(messages) == stored(database)
+        delivered = drained_until(feed, lambda got: live_docs(got) == stored(database), 60)
+        assert live_docs(delivered) == stored(database)
 
         publish(PROJECT, f"marketing-{suffix}", [m.data for m in split_line("marketing", ERASURE)])
-        gone = dict(expected)
-        gone.pop(ERIN)
+        gone = {email: view for email, view in expected.items() if email != ERIN}
         assert wait_for_views(worker, database, gone, 60, log_path) == gone
-        messages += drained_until(feed, lambda got: any(json.loads(m.data)["op"] == DELETE for m in got), 60)
+        delivered += drained_until(feed, lambda got: any(d.event["op"] == DELETE for d in got), 60)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
-        feed.close()
-    deletes = [m for m in messages if m.attributes["op"] == DELETE]
-    assert [m.ordering_key for m in deletes] == [retired_id(ERIN)]
-    assert_no_pii(deletes[0].data, dict(deletes[0].attributes), deletes[0].ordering_key)
-    assert live_docs(messages) == stored(database)
-    order = [(m.ordering_key, int(m.attributes["_rev"])) for m in messages]
-    print(f"streaming feed: {len(messages)} events, {len(set(k for k, _ in order))} customers,"
+    assert_keyed_and_labelled(delivered)
+    assert_one_delete_without_pii(delivered)
+    assert live_docs(delivered) == stored(database)
+    order = [(d.key, d.event["_rev"]) for d in delivered]
+    print(f"streaming feed: {len(delivered)} events, {len(set(k for k, _ in order))} customers,"
           f" {inversions(order)} delivered after a later event of their customer")
-
-
-def live_docs(messages) -> dict:
-    return {k: e["doc"] for k, e in live(fold(m.data for m in messages)).items()}
-
-
-def drained_until(feed: PubSubFeed, done, seconds: float) -> list:
-    """What the feed delivers until `done(everything so far)` or time runs out."""
-    deadline, got = time.monotonic() + seconds, []
-    while time.monotonic() < deadline:
-        got += feed.drain(idle_pulls=1)
-        if done(got):
-            break
-        time.sleep(0.5)
-    return got

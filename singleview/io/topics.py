@@ -8,6 +8,7 @@ key with an idempotent producer).
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Iterable, Protocol
 
@@ -107,3 +108,22 @@ def check_topic_url(url: str) -> str:
 
 def open_topic(url: str) -> Topic:
     return PubSubTopic(url) if check_topic_url(url) == "pubsub" else KafkaTopic(url)
+
+
+_SHARED: dict[str, Topic] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_topic(url: str) -> Topic:
+    """One open topic per URL per process, for DoFns to share: the streaming DirectRunner sets a DoFn
+    up for every bundle, and an idempotent Kafka producer takes half a second to get its producer id.
+
+    A cache of connections, not state: each process opens its own, and nothing
+    is pending in one between publishes (a publish waits for its acks). Beam's
+    `Shared` keeps only the last object acquired alive, which would drop the
+    pipeline's MongoDB client between bundles.
+    """
+    with _SHARED_LOCK:
+        if url not in _SHARED:
+            _SHARED[url] = open_topic(url)
+        return _SHARED[url]

@@ -8,13 +8,14 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from singleview.feed import NO_PAYLOAD, PAYLOADS, FeedEvent, feed_event
-from singleview.io.topics import Message, check_topic_url, open_topic
+from singleview.io.topics import Message, check_topic_url, shared_topic
 
 log = logging.getLogger(__name__)
 
 
 class PublishViewChangesFn(beam.DoFn):
-    """Publish a bundle's events in one acknowledged call (per `MAX_PENDING`), each customer's in `_rev` order.
+    """Publish a bundle's events in one acknowledged call (per `MAX_PENDING`), each customer's in `_rev` order,
+    through the process's one open topic of the URL.
 
     A publish that fails is repeated for up to `OUTAGE_SECONDS` (a broker
     restart), then fails the bundle, which the runner retries: events are
@@ -28,7 +29,7 @@ class PublishViewChangesFn(beam.DoFn):
         self.url, self.payload = url, payload
 
     def setup(self):
-        self.topic = open_topic(self.url)
+        self.topic = shared_topic(self.url)
         self.published = Metrics.counter("singleview", "changes_published")
 
     def start_bundle(self):
@@ -43,9 +44,6 @@ class PublishViewChangesFn(beam.DoFn):
 
     def finish_bundle(self):
         self._flush()
-
-    def teardown(self):
-        self.topic.close()
 
     def _flush(self) -> None:
         if not self.pending:
