@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from singleview.feed import AFTER, DELETE, UPSERT, feed_event, fold, later, live, plain_document
 from singleview.io.files import split_line
 from singleview.io.pubsub import ensure_topic_and_subscription, publish
+from singleview.io.topics import Message, is_permanent, open_topic
 from singleview.samples import generate
 from singleview.transforms.feed import PublishViewChanges
 from singleview.view import Contribution, ViewChange, ViewState, merge_view, retired_id
@@ -219,6 +220,23 @@ def inversions(keyed_revs: list[tuple[str, int]]) -> int:
         count += rev < seen.get(key, -1)
         seen[key] = max(rev, seen.get(key, -1))
     return count
+
+
+def test_a_publish_to_a_missing_topic_fails_with_the_servers_refusal_and_the_keys_resume(pubsub_host, database_name):
+    """The refusal is what surfaces (not a complaint about resuming ordering keys), it is not repeated,
+    and once the topic exists the same publisher publishes those keys again."""
+    from google.api_core.exceptions import NotFound
+    name = f"late-{database_name[-10:]}"
+    topic = open_topic(f"pubsub://projects/{PROJECT}/topics/{name}")
+    messages = [Message(b"{}", key, {"op": UPSERT}) for key in ("k1", "k2", "k1")]
+    try:
+        with pytest.raises(NotFound) as refused:
+            topic.publish(messages)
+        assert is_permanent(refused.value) and not is_permanent(TimeoutError())
+        ensure_topic_and_subscription(PROJECT, name)
+        assert topic.publish(messages) == 3
+    finally:
+        topic.close()
 
 
 # --- batch ---------------------------------------------------------------------

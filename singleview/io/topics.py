@@ -8,6 +8,7 @@ key with an idempotent producer).
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass, field
 from typing import Iterable, Protocol
@@ -46,6 +47,7 @@ class PubSubTopic:
             publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True))
 
     def publish(self, messages: Iterable[Message]) -> int:
+        messages = list(messages)
         futures = [self._client.publish(self.path, m.data, ordering_key=m.key or "", **m.attributes)
                    for m in messages]
         try:
@@ -53,7 +55,8 @@ class PubSubTopic:
                 future.result(timeout=ACK_SECONDS)
         except Exception:
             for key in {m.key for m in messages if m.key}:
-                self._client.resume_publish(self.path, key)
+                with contextlib.suppress(RuntimeError):  # "Ordering key is not paused": that key did not fail
+                    self._client.resume_publish(self.path, key)
             raise
         return len(futures)
 
@@ -108,6 +111,15 @@ def check_topic_url(url: str) -> str:
 
 def open_topic(url: str) -> Topic:
     return PubSubTopic(url) if check_topic_url(url) == "pubsub" else KafkaTopic(url)
+
+
+def is_permanent(error: Exception) -> bool:
+    """An error a repeat cannot heal: the server refused the request itself (no such topic, no permission)."""
+    try:
+        from google.api_core.exceptions import ClientError
+    except ImportError:  # pragma: no cover - google-cloud-pubsub is a pipeline dependency
+        return False
+    return isinstance(error, ClientError)
 
 
 _SHARED: dict[str, Topic] = {}

@@ -8,7 +8,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from singleview.feed import NO_PAYLOAD, PAYLOADS, FeedEvent, feed_event
-from singleview.io.topics import Message, check_topic_url, shared_topic
+from singleview.io.topics import Message, check_topic_url, is_permanent, shared_topic
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,8 @@ class PublishViewChangesFn(beam.DoFn):
 
     A publish that fails is repeated for up to `OUTAGE_SECONDS` (a broker
     restart), then fails the bundle, which the runner retries: events are
-    delivered at least once, never lost inside a run.
+    delivered at least once, never lost inside a run. A refusal (no such
+    topic, no permission) fails at once.
     """
 
     MAX_PENDING = 1000
@@ -55,8 +56,8 @@ class PublishViewChangesFn(beam.DoFn):
             try:
                 self.topic.publish(messages)
                 break
-            except Exception as error:  # the client's own errors differ per server; all are worth a repeat
-                if time.monotonic() > deadline:
+            except Exception as error:  # each client has errors of its own; all but a refusal are worth a repeat
+                if is_permanent(error) or time.monotonic() > deadline:
                     raise
                 log.warning("publish to %s failed (%s); retrying in %.1f s", self.url, error, pause)
                 time.sleep(pause)
