@@ -32,6 +32,7 @@ class PublishViewChangesFn(beam.DoFn):
     def setup(self):
         self.topic = shared_topic(self.url)
         self.published = Metrics.counter("singleview", "changes_published")
+        self.publishing = Metrics.counter("singleview", "changes_publish_ms")  # waiting for acks, summed
 
     def start_bundle(self):
         self.pending: list[FeedEvent] = []
@@ -51,7 +52,8 @@ class PublishViewChangesFn(beam.DoFn):
             return
         events = sorted(self.pending, key=lambda e: int(e.attributes["_rev"]))
         messages = [Message(e.data, e.key, e.attributes) for e in events]
-        deadline, pause = time.monotonic() + self.OUTAGE_SECONDS, 0.5
+        started = time.monotonic()
+        deadline, pause = started + self.OUTAGE_SECONDS, 0.5
         while True:
             try:
                 self.topic.publish(messages)
@@ -63,6 +65,7 @@ class PublishViewChangesFn(beam.DoFn):
                 time.sleep(pause)
                 pause = min(pause * 2, 10.0)
         self.published.inc(len(messages))
+        self.publishing.inc(round((time.monotonic() - started) * 1000))
         self.pending = []
 
 
