@@ -10,6 +10,7 @@ a total order on every list, so the same events always give the same document.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -284,6 +285,11 @@ def fingerprints(doc: Mapping | None) -> dict:
     if doc is None:
         return {}
     return {name: json.dumps(doc.get(name), sort_keys=True, default=str) for name in SECTIONS_OF_DOCUMENT}
+
+
+def retired_id(email: str) -> str:
+    """A customer's key where no email may be kept: its tombstone's `_id`, its change feed key."""
+    return hashlib.sha256(email.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

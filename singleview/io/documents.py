@@ -9,14 +9,13 @@ new form the next time they change.
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Mapping
 
 from singleview.fold import LIFE_RANK
 from singleview.model import NO_VERSION, Version
 from singleview.projection import Group
 from singleview.sources import Section
-from singleview.view import Contribution
+from singleview.view import Contribution, retired_id  # noqa: F401 (the tombstones' key, defined with the view)
 
 _OP_OF_RANK = {rank: op for op, rank in LIFE_RANK.items()}
 _LEGACY_INT = 20  # digits of an integer part in the old string form
@@ -92,8 +91,3 @@ def contribution_doc(c: Contribution) -> dict:
 
 def contribution_of(email: str, doc: Mapping) -> Contribution:
     return Contribution(doc["source"], doc["id"], email, tuple(doc["rev"]), doc["live"], doc.get("data"))
-
-
-def retired_id(email: str) -> str:
-    """Retractions outlive a view, keyed by a hash so no email is kept."""
-    return hashlib.sha256(email.encode()).hexdigest()

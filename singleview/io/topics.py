@@ -8,6 +8,8 @@ key with an idempotent producer).
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass, field
 from typing import Iterable, Protocol
 
@@ -44,6 +46,7 @@ class PubSubTopic:
             publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True))
 
     def publish(self, messages: Iterable[Message]) -> int:
+        messages = list(messages)
         futures = [self._client.publish(self.path, m.data, ordering_key=m.key or "", **m.attributes)
                    for m in messages]
         try:
@@ -51,7 +54,8 @@ class PubSubTopic:
                 future.result(timeout=ACK_SECONDS)
         except Exception:
             for key in {m.key for m in messages if m.key}:
-                self._client.resume_publish(self.path, key)
+                with contextlib.suppress(RuntimeError):  # "Ordering key is not paused": that key did not fail
+                    self._client.resume_publish(self.path, key)
             raise
         return len(futures)
 
@@ -94,3 +98,31 @@ class KafkaTopic:
 
 def open_topic(url: str) -> Topic:
     return PubSubTopic(url) if check_topic_url(url).startswith("pubsub://") else KafkaTopic(url)
+
+
+def is_permanent(error: Exception) -> bool:
+    """An error a repeat cannot heal: the server refused the request itself (no such topic, no permission)."""
+    try:
+        from google.api_core.exceptions import ClientError
+    except ImportError:  # pragma: no cover - google-cloud-pubsub is a pipeline dependency
+        return False
+    return isinstance(error, ClientError)
+
+
+_SHARED: dict[str, Topic] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_topic(url: str) -> Topic:
+    """One open topic per URL per process, for DoFns to share: the streaming DirectRunner sets a DoFn
+    up for every bundle, and an idempotent Kafka producer takes half a second to get its producer id.
+
+    A cache of connections, not state: each process opens its own, and nothing
+    is pending in one between publishes (a publish waits for its acks). Beam's
+    `Shared` keeps only the last object acquired alive, which would drop the
+    pipeline's MongoDB client between bundles.
+    """
+    with _SHARED_LOCK:
+        if url not in _SHARED:
+            _SHARED[url] = open_topic(url)
+        return _SHARED[url]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from singleview.feed import NO_PAYLOAD, PAYLOADS
 from singleview.formats import DecoderConfig
 from singleview.io.salesforce_schemas import load_salesforce_schemas
 from singleview.sources import SOURCES, unknown_source
@@ -39,6 +40,11 @@ class SingleViewOptions(PipelineOptions):
                                  " (default: refuse to start at once)")
         parser.add_argument("--category_pattern", default=r"/(?:category|c)/([^/?#]+)",
                             help="regex whose first group is a page view's category")
+        parser.add_argument("--sv_changes_topic", default=None, metavar="URL",
+                            help="publish every change of a single view, once stored, to this topic:"
+                                 " pubsub://projects/P/topics/T or kafka://HOST:PORT/TOPIC")
+        parser.add_argument("--sv_changes_payload", choices=list(PAYLOADS), default=NO_PAYLOAD,
+                            help="after: each upsert event carries the whole document; none: only what changed")
         parser.add_argument("--salesforce_schema_dir", default=None, metavar="DIR",
                             help="directory of <schema_id>.avsc files: the schemas of Salesforce Pub/Sub API"
                                  " (Avro binary) crm events, which carry a schema_id attribute or header")

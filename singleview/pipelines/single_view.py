@@ -16,6 +16,7 @@ from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 from apache_beam.runners.runner import PipelineRunner
 
+from singleview.feed import NO_PAYLOAD
 from singleview.formats import DecoderConfig
 from singleview.io.lease import Holder, LeaseHeld, Renewal, acquire
 from singleview.io.mongodb import MongoTarget, ReadCollection, WriteDeadLettersFn, prepare
@@ -25,6 +26,7 @@ from singleview.pipelines.options import SingleViewOptions, decoder_config, pars
 from singleview.pipelines.portable import with_runner_defaults
 from singleview.sources import SECTIONS, SOURCES
 from singleview.transforms.decode import DEAD_LETTERS, DecodeMessages
+from singleview.transforms.feed import PublishViewChanges
 from singleview.transforms.merge import MergeSingleViews
 from singleview.transforms.project import ProjectSection, ResolveOwners
 from singleview.transforms.rebuild import RebuildSingleViews
@@ -38,8 +40,10 @@ class SingleViewPipeline(beam.PTransform):
     """Messages per source -> single views and dead letters in MongoDB; yields the ViewChanges."""
 
     def __init__(self, target: MongoTarget, config: DecoderConfig, history_cap: int = 100,
-                 streaming: bool = False, window_seconds: float | None = None, window_by: str = ARRIVAL):
+                 streaming: bool = False, window_seconds: float | None = None, window_by: str = ARRIVAL,
+                 changes_topic: str | None = None, changes_payload: str = NO_PAYLOAD):
         super().__init__()
+        self.feed = PublishViewChanges(changes_topic, changes_payload) if changes_topic else None
         self.target = target
         self.config = config
         self.history_cap = history_cap
@@ -64,6 +68,8 @@ class SingleViewPipeline(beam.PTransform):
             streams["marketing"] |= "ResolveOwners" >> ResolveOwners(self.target, self.streaming, self.history_cap)
         changes = streams | "Merge" >> MergeSingleViews(self.target, self.streaming, self.window_seconds,
                                                          self.history_cap)
+        if self.feed is not None:
+            changes | "PublishViewChanges" >> self.feed
         if dead:
             (dead | "FlattenDeadLetters" >> beam.Flatten()
              | "BatchDeadLetters" >> beam.BatchElements(**BATCH)
@@ -93,7 +99,9 @@ class Summary:
     def __str__(self) -> str:
         return (f"events read: {self.read} = applied {self.applied} + superseded {self.superseded}"
                 f" + skipped {self.get('messages_skipped')} + dead-lettered {self.get('dead_lettered')};"
-                f" single views written: {self.get('views_written')}, removed: {self.get('views_removed')}")
+                f" single views written: {self.get('views_written')}, removed: {self.get('views_removed')}"
+                + (f"; changes published: {self.get('changes_published')}" if "changes_published" in self.counters
+                   else ""))
 
 
 def summarise(result) -> Summary:
@@ -108,7 +116,10 @@ def summarise(result) -> Summary:
 def build(pipeline: beam.Pipeline, options: SingleViewOptions, target: MongoTarget):
     """The graph of a run: rebuild, or read each input and merge."""
     if options.mode == "rebuild":
-        return pipeline | "Rebuild" >> RebuildSingleViews(target, options.history_cap)
+        changes = pipeline | "Rebuild" >> RebuildSingleViews(target, options.history_cap)
+        if options.sv_changes_topic:
+            changes | "PublishViewChanges" >> PublishViewChanges(options.sv_changes_topic, options.sv_changes_payload)
+        return changes
     inputs = parse_inputs(options.input)
     config = decoder_config(options)
     streaming = options.view_as(StandardOptions).streaming
@@ -120,7 +131,7 @@ def build(pipeline: beam.Pipeline, options: SingleViewOptions, target: MongoTarg
         messages = {source: pipeline | f"Read {source}" >> read(source, pattern, streaming, options)
                     for source, pattern in inputs.items()}
     view = SingleViewPipeline(target, config, options.history_cap, streaming, options.window_seconds,
-                              options.window_by)
+                              options.window_by, options.sv_changes_topic, options.sv_changes_payload)
     return messages | "SingleView" >> view
 
 
