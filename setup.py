@@ -15,7 +15,7 @@ PIPELINE = [
 SERVING = ["fastapi==0.165.0", "uvicorn==0.54.0", "prometheus-client==0.26.0"]
 KAFKA = ["confluent-kafka==2.16.1"]
 TEST = KAFKA + ["pytest==9.2.0", "hypothesis==6.170.17", "httpx==0.28.1", "playwright==1.65.2",
-                "schemathesis==4.32.5"]
+                "schemathesis==4.32.5", "py-spy==0.4.3"]
 
 setuptools.setup(
     name="singleview",
