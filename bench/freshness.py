@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from singleview.io.pubsub import ensure_topic_and_subscription  # noqa: E402
-from singleview.io.store import IdReader  # noqa: E402
+from singleview.io.store import IdReader, Store, Write  # noqa: E402
 from singleview.samples.generator import ORDER_SCHEMA, decimal_bytes, dumps, iso  # noqa: E402
 
 PROJECT = "singleview-bench"
@@ -210,7 +210,7 @@ def watch(source: str, emails: list[str], mongo_uri: str, database: str, api_url
 
 
 def views_in_db(mongo_uri: str, database: str, emails: list[str]):
-    client = pymongo.MongoClient(mongo_uri, tz_aware=True)
+    client = pymongo.MongoClient(mongo_uri, tz_aware=True, socketTimeoutMS=30000)
     reader, collection = IdReader(client[database]), client[database]["customer_sv"]
     return lambda: list(reader.find(collection, emails, PROJECTION).values())
 
@@ -248,7 +248,8 @@ def floor_writer(subscriptions: list[str], mongo_uri: str, database: str, stop) 
         arrived.put(dict(message.attributes))
         message.ack()
     streams = [subscriber.subscribe(path, on_message) for path in subscriptions]
-    collection = pymongo.MongoClient(mongo_uri)[database]["customer_sv"]
+    # io/store.py's writes: by exact _id, in commands of at most 50 (FerretDB 1.24 deadlocks on 100).
+    store = Store(pymongo.MongoClient(mongo_uri)[database])
     docs: dict[str, dict] = {}
     while not stop.is_set():
         try:
@@ -258,8 +259,7 @@ def floor_writer(subscriptions: list[str], mongo_uri: str, database: str, stop) 
         while not arrived.empty():
             batch.append(arrived.get())
         touched = {floor_apply(docs, attributes) for attributes in batch}
-        collection.bulk_write([pymongo.ReplaceOne({"_id": e}, docs[e], upsert=True) for e in sorted(touched)],
-                              ordered=False)
+        store.write([Write("customer_sv", email, dict(docs[email])) for email in sorted(touched)])
     for stream in streams:
         stream.cancel()
 
@@ -381,7 +381,7 @@ class Views:
     """The phase's `customer_sv`, read by exact `_id` (io/store.py's IdReader)."""
 
     def __init__(self, mongo_uri: str, database: str):
-        self.client = pymongo.MongoClient(mongo_uri, tz_aware=True)
+        self.client = pymongo.MongoClient(mongo_uri, tz_aware=True, socketTimeoutMS=30000)
         self.collection = self.client[database]["customer_sv"]
         self.reader = IdReader(self.client[database])
 
