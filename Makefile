@@ -5,7 +5,7 @@ DEMO_DIR := .data/demo
 DEMO_DB ?= singleview_demo
 DEMO_CUSTOMERS ?= 200
 
-.PHONY: install mongo pubsub kafka beam-java stop demo demo-stream test bench bench-freshness clean
+.PHONY: install mongo pubsub kafka beam-java stop demo demo-stream test bench bench-scaling bench-freshness clean
 
 install: .venv/.installed
 
@@ -45,6 +45,10 @@ test: install
 
 bench: mongo
 	$(PY) bench/batch_throughput.py --events 100000
+
+# CUSTOMERS: comma-separated sizes (default 10000,100000); PROFILE=1 samples the full runs with py-spy.
+bench-scaling: mongo
+	$(PY) bench/batch_scaling.py --customers $(or $(CUSTOMERS),10000,100000) $(if $(PROFILE),--profile)
 
 bench-freshness: install
 	$(PY) bench/freshness.py --rate $(or $(RATE),500) --duration $(or $(DURATION),30)

@@ -16,7 +16,7 @@ KAFKA = ["confluent-kafka==2.16.1"]
 # confluent-kafka: POST /webhooks/hubspot publishes to a Kafka topic when configured so.
 SERVING = ["fastapi==0.165.0", "uvicorn==0.54.0", "prometheus-client==0.26.0"] + KAFKA
 TEST = ["pytest==9.2.0", "hypothesis==6.170.17", "httpx==0.28.1", "playwright==1.65.2",
-                "schemathesis==4.32.5"]
+        "schemathesis==4.32.5", "py-spy==0.4.3"]
 
 setuptools.setup(
     name="singleview",

@@ -23,7 +23,6 @@ import argparse
 import os
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -214,7 +213,7 @@ def drive(name: str, call, args_for, rate: float, duration: float, warmup: float
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--customers", type=int, default=100_000)
     p.add_argument("--rate", type=float, default=200.0, help="requests per second, per phase")
@@ -230,84 +229,82 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the database for a re-run (it is reused)")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
-    seg_rate = args.segment_rate or args.rate
-    if args.rate <= 0 or seg_rate <= 0 or args.duration <= 0 or args.customers < 1:
+    args.segment_rate = args.segment_rate or args.rate
+    if args.rate <= 0 or args.segment_rate <= 0 or args.duration <= 0 or args.customers < 1:
         p.error("--rate, --duration and --customers must be positive")
-    database = args.database or f"singleview_bench_api_{args.customers}"
+    args.database = args.database or f"singleview_bench_api_{args.customers}"
+    return args
 
-    client = pymongo.MongoClient(args.mongo_uri, tz_aware=True, serverSelectionTimeoutMS=5000,
-                                 maxPoolSize=args.max_inflight + 4)
-    coll = client[database]["customer_sv"]
-    print(f"filling {database}.customer_sv with {args.customers:,} customers ...", flush=True)
+
+def prepare(coll, args) -> tuple[dict, int]:
+    """Fill the collection and index it; the API's own segment filter, and how many it matches."""
+    print(f"filling {args.database}.customer_sv with {args.customers:,} customers ...", flush=True)
     secs = fill(coll, args.customers, args.seed)
     if secs:
         print(f"  filled in {secs:.1f} s ({args.customers / secs:,.0f} docs/s)", flush=True)
     t0 = time.perf_counter()
     ensure_indexes(coll, Settings())
     print(f"  indexes ensured in {time.perf_counter() - t0:.1f} s", flush=True)
-
-    rng = random.Random(args.seed + 1)
-    emails = [email_of(rng.randrange(args.customers)) for _ in range(4096)]
-    pick = lambda i: emails[i % len(emails)]  # noqa: E731
-
     # The API's own filter for the segment, so both sides run the identical query.
     now = datetime.now(timezone.utc)
     seg_filter = combine(segment_filter(Segment(viewed_category=SEGMENT["viewed_category"],
                                                 no_purchase_days=SEGMENT["no_purchase_days"], now=now)))
     matching = coll.count_documents(seg_filter)
     print(f"  segment {SEGMENT}: {matching:,} matching customers", flush=True)
-    seg_query = "&".join(f"{k}={v}" for k, v in SEGMENT.items())
+    return seg_filter, matching
 
-    log_path = ROOT / ".data" / "bench_api_latency.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    api, base = start_api(args.mongo_uri, database, log_path)
+
+class Queries:
+    """The two queries, each through the API and through raw pymongo; each call says if it succeeded."""
+
+    def __init__(self, http: httpx.Client, coll, seg_filter: dict, matching: int, timeout: float):
+        self.http, self.coll, self.seg_filter, self.timeout_ms = http, coll, seg_filter, int(timeout * 1000)
+        self.expected = min(matching, SEGMENT["limit"])
+        self.seg_query = "&".join(f"{k}={v}" for k, v in SEGMENT.items())
+
+    def api_email(self, email: str) -> bool:
+        return self.http.get(f"/customers-sv/{quote(email, safe='@')}").status_code == 200
+
+    def api_segment(self, _: object) -> bool:
+        r = self.http.get(f"/customers-sv?{self.seg_query}")
+        return r.status_code == 200 and r.json()["count"] == self.expected
+
+    def mongo_email(self, email: str) -> bool:
+        return self.coll.find_one({"_id": email}, {HIDDEN: 0}, max_time_ms=self.timeout_ms) is not None
+
+    def mongo_segment(self, _: object) -> bool:
+        docs = list(self.coll.find(self.seg_filter, {HIDDEN: 0}, max_time_ms=self.timeout_ms)
+                    .sort([("_id", 1)]).limit(SEGMENT["limit"]))
+        return len(docs) == self.expected
+
+
+def drive_all(queries: Queries, api_pid: int, args) -> tuple[list[tuple[Result, Result]], dict[str, float]]:
+    """Each query at its rate, API then pymongo; and the API process's CPU per request."""
+    rng = random.Random(args.seed + 1)
+    emails = [email_of(rng.randrange(args.customers)) for _ in range(4096)]
+    pick = lambda i: emails[i % len(emails)]  # noqa: E731
     results: list[tuple[Result, Result]] = []
     api_cpu_ms: dict[str, float] = {}
-    try:
-        limits = httpx.Limits(max_connections=args.max_inflight, max_keepalive_connections=args.max_inflight)
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY}"},
-                          timeout=args.timeout, limits=limits) as http:
-            def api_email(email: str) -> bool:
-                return http.get(f"/customers-sv/{quote(email, safe='@')}").status_code == 200
+    for label, rate, api_call, mongo_call in (
+            ("email", args.rate, queries.api_email, queries.mongo_email),
+            ("segment", args.segment_rate, queries.api_segment, queries.mongo_segment)):
+        pair = []
+        for side, call in (("api", api_call), ("pymongo", mongo_call)):
+            print(f"driving {label}/{side} at {rate:g}/s for {args.duration:g} s ...", flush=True)
+            cpu_before = cpu_seconds(api_pid) if side == "api" else 0.0
+            result = drive(f"{label}-{side}", call, pick, rate, args.duration, args.warmup, args.max_inflight)
+            calls = int((args.warmup + args.duration) * rate) - result.dropped
+            if side == "api" and calls > 0:
+                api_cpu_ms[label] = (cpu_seconds(api_pid) - cpu_before) / calls * 1000
+            pair.append(result)
+        results.append(tuple(pair))
+    return results, api_cpu_ms
 
-            def api_segment(_: object) -> bool:
-                r = http.get(f"/customers-sv?{seg_query}")
-                return r.status_code == 200 and r.json()["count"] == min(matching, SEGMENT["limit"])
 
-            def mongo_email(email: str) -> bool:
-                return coll.find_one({"_id": email}, {HIDDEN: 0}, max_time_ms=int(args.timeout * 1000)) is not None
-
-            def mongo_segment(_: object) -> bool:
-                docs = list(coll.find(seg_filter, {HIDDEN: 0}, max_time_ms=int(args.timeout * 1000))
-                            .sort([("_id", 1)]).limit(SEGMENT["limit"]))
-                return len(docs) == min(matching, SEGMENT["limit"])
-
-            for label, rate, api_call, mongo_call in (("email", args.rate, api_email, mongo_email),
-                                                      ("segment", seg_rate, api_segment, mongo_segment)):
-                pair = []
-                for side, call in (("api", api_call), ("pymongo", mongo_call)):
-                    print(f"driving {label}/{side} at {rate:g}/s for {args.duration:g} s ...", flush=True)
-                    cpu_before = cpu_seconds(api.pid) if side == "api" else 0.0
-                    result = drive(f"{label}-{side}", call, pick, rate, args.duration,
-                                   args.warmup, args.max_inflight)
-                    calls = int((args.warmup + args.duration) * rate) - result.dropped
-                    if side == "api" and calls > 0:
-                        api_cpu_ms[label] = (cpu_seconds(api.pid) - cpu_before) / calls * 1000
-                    pair.append(result)
-                results.append(tuple(pair))
-    finally:
-        api.terminate()
-        try:
-            api.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            api.kill()
-        if not args.keep:
-            client.drop_database(database)
-        client.close()
-
+def print_report(results: list[tuple[Result, Result]], api_cpu_ms: dict[str, float], args) -> None:
     print()
-    print(f"customers={args.customers:,} rate={args.rate:g}/s segment-rate={seg_rate:g}/s duration={args.duration:g}s "
-          f"(latency from scheduled send; ms)")
+    print(f"customers={args.customers:,} rate={args.rate:g}/s segment-rate={args.segment_rate:g}/s "
+          f"duration={args.duration:g}s (latency from scheduled send; ms)")
     print(f"{'query':<9} {'side':<8} {'ok':>6} {'err':>4} {'drop':>5} {'achieved/s':>10} "
           f"{'p50':>8} {'p99':>8} {'max':>8}")
     for api_r, mongo_r in results:
@@ -321,6 +318,32 @@ def main(argv: list[str] | None = None) -> int:
               f"p99 x{api_r.pct(99) / mongo_r.pct(99):.2f}")
     print("API process CPU per request (warm-up included): "
           + ", ".join(f"{label} {ms:.2f} ms" for label, ms in api_cpu_ms.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    client = pymongo.MongoClient(args.mongo_uri, tz_aware=True, serverSelectionTimeoutMS=5000,
+                                 maxPoolSize=args.max_inflight + 4)
+    coll = client[args.database]["customer_sv"]
+    seg_filter, matching = prepare(coll, args)
+    log_path = ROOT / ".data" / "bench_api_latency.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    api, base = start_api(args.mongo_uri, args.database, log_path)
+    try:
+        limits = httpx.Limits(max_connections=args.max_inflight, max_keepalive_connections=args.max_inflight)
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY}"},
+                          timeout=args.timeout, limits=limits) as http:
+            results, api_cpu_ms = drive_all(Queries(http, coll, seg_filter, matching, args.timeout), api.pid, args)
+    finally:
+        api.terminate()
+        try:
+            api.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            api.kill()
+        if not args.keep:
+            client.drop_database(args.database)
+        client.close()
+    print_report(results, api_cpu_ms, args)
     return 0
 
 

@@ -167,3 +167,27 @@ def test_rebuild_from_projections_gives_the_incremental_views(tmp_path, messages
     summary = run(["--mode", "rebuild", "--mongo_uri", mongo_uri, "--database", database_name])
     assert summary.get("views_removed") == 1
     assert views(database) == incremental
+
+
+def test_views_whose_meta_was_written_as_fields_still_merge(tmp_path, messages, mongo_uri, mongo_client,
+                                                            database_name):
+    """Views written before `_meta` was packed (io/store.py) are read as they are, and merged."""
+    from singleview.io.store import unpacked_meta
+    run_into(mongo_uri, database_name, write_inputs(tmp_path, messages, "whole"))
+    expected = views(mongo_client[database_name])
+    other = f"{database_name}_legacy"
+    try:
+        halves = [{s: lines[i::2] for s, lines in messages.items()} for i in range(2)]
+        run_into(mongo_uri, other, write_inputs(tmp_path, halves[0], "half0"))
+        stored = mongo_client[other]["customer_sv"]
+        legacy = 0
+        for doc in stored.find():
+            meta = unpacked_meta(doc["_meta"], stored.codec_options)
+            assert meta["contributions"] and "packed" in doc["_meta"]
+            stored.replace_one({"_id": doc["_id"]}, dict(doc, _meta=meta))
+            legacy += 1
+        assert legacy and all("contributions" in d["_meta"] for d in stored.find())
+        run_into(mongo_uri, other, write_inputs(tmp_path, halves[1], "half1"))
+        assert views(mongo_client[other]) == expected
+    finally:
+        mongo_client.drop_database(other)

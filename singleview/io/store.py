@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
 
+import bson
+from bson.codec_options import CodecOptions
 from pymongo import DeleteOne, ReplaceOne
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -91,6 +93,27 @@ def through_outages(action: Callable[[], T], what: str, seconds: float = OUTAGE_
             log.warning("%s: MongoDB unreachable (%s); retrying in %.1f s", what, type(error).__name__, pause)
             time.sleep(pause)
             pause = min(pause * 2, 5.0)
+
+
+PACKED = "packed"
+
+
+def packed_meta(meta: dict) -> dict:
+    """A view's bookkeeping (`_meta`, never shown) as one BSON binary rather than a tree of fields.
+
+    FerretDB 1.24 spends its time per field, not per byte: measured on 1,000
+    generated views, an insert cost 3.0 ms a view with `_meta` packed against
+    6.7-7.8 ms as fields (3.1-3.9 ms without any `_meta`), a look-up by `_id`
+    5-7 ms against 16 ms. Nothing queries inside `_meta`.
+    """
+    return {PACKED: bson.Binary(bson.encode(meta))}
+
+
+def unpacked_meta(meta: dict | None, codec_options: CodecOptions) -> dict:
+    """`_meta` as written, packed or (views written before packing) as fields."""
+    if not meta or PACKED not in meta:
+        return meta or {}
+    return bson.decode(meta[PACKED], codec_options=codec_options)
 
 
 @dataclass(frozen=True)
@@ -183,8 +206,8 @@ class Store:
             view, tomb = views.get(email), tombstones.get(retired_id(email))
             if view is None and tomb is None:
                 continue
-            known = [contribution_of(email, c) for doc in (view and view.get("_meta"), tomb) if doc
-                     for c in doc.get("contributions", [])]
+            meta = unpacked_meta(view and view.get("_meta"), self.db.codec_options)
+            known = [contribution_of(email, c) for doc in (meta, tomb) if doc for c in doc.get("contributions", [])]
             states[email] = ViewState(email, newest(known), exists=view is not None, tombstoned=tomb is not None,
                                       sections=fingerprints(view))
         return states

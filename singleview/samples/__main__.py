@@ -4,11 +4,14 @@ schema_id/payload/replay_id, schemas in `salesforce-schemas/`) and the other sou
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Iterable
 
-from singleview.samples.generator import BASE_MS, generate
+from singleview.samples.generator import BASE_MS, SOURCES, generate, stream
 
 ARCHIVE_SCHEMA = {
     "type": "record", "name": "PubsubMessage", "namespace": "singleview",
@@ -23,24 +26,42 @@ SCHEMA_DIR = "salesforce-schemas"
 
 
 def write(out: Path, generated: dict[str, list[bytes]], fmt: str) -> dict[str, int]:
+    """Write messages already in memory; see `write_stream`."""
+    return write_stream(out, ((source, m) for source, messages in generated.items() for m in messages), fmt)
+
+
+def write_stream(out: Path, messages: Iterable[tuple[str, bytes]], fmt: str) -> dict[str, int]:
+    """Write (source, message) pairs as they come, one file per source: a million
+    customers' files never sit in memory (but for crm in `salesforce-avro`)."""
     out.mkdir(parents=True, exist_ok=True)
-    counts = {}
-    for source, messages in generated.items():
-        counts[source] = len(messages)
-        if fmt == SALESFORCE_AVRO and source == "crm":
-            from singleview.samples.salesforce import write_archive, write_schema_dir
-            write_schema_dir(out / SCHEMA_DIR)
-            write_archive(out / "crm.avro", messages)
-            continue
-        if fmt in ("jsonl", SALESFORCE_AVRO):
-            (out / f"{source}.jsonl").write_bytes(b"".join(m + b"\n" for m in messages))
-            continue
-        import fastavro
-        records = ({"message": m, "attributes": {"source": source}, "timestamp": BASE_MS + i}
-                   for i, m in enumerate(messages))
-        with open(out / f"{source}.avro", "wb") as handle:
-            fastavro.writer(handle, fastavro.parse_schema(ARCHIVE_SCHEMA), records)
+    counts = dict.fromkeys(SOURCES, 0)
+    with contextlib.ExitStack() as files:
+        sinks = {source: _sink(files, out, source, fmt) for source in SOURCES}
+        for source, message in messages:
+            sinks[source](message)
+            counts[source] += 1
     return counts
+
+
+def _sink(files: contextlib.ExitStack, out: Path, source: str, fmt: str) -> Callable[[bytes], object]:
+    """A function that appends one message to `source`'s file; `files` closes it."""
+    if fmt == SALESFORCE_AVRO and source == "crm":
+        from singleview.samples.salesforce import write_archive, write_schema_dir
+        write_schema_dir(out / SCHEMA_DIR)
+        crm: list[bytes] = []
+        files.callback(lambda: write_archive(out / "crm.avro", crm))
+        return crm.append
+    if fmt in ("jsonl", SALESFORCE_AVRO):
+        handle = files.enter_context(open(out / f"{source}.jsonl", "wb", buffering=1 << 20))
+        return lambda message: handle.write(message + b"\n")
+    from fastavro import parse_schema
+    from fastavro.write import Writer
+    handle = files.enter_context(open(out / f"{source}.avro", "wb"))
+    writer = Writer(handle, parse_schema(ARCHIVE_SCHEMA))
+    files.callback(writer.flush)
+    sequence = itertools.count(BASE_MS)
+    return lambda message: writer.write({"message": message, "attributes": {"source": source},
+                                         "timestamp": next(sequence)})
 
 
 def interleave(by_source: dict[str, list[bytes]]) -> list[tuple[str, bytes]]:
@@ -94,7 +115,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.customers < 1:
         parser.error("--customers must be at least 1")
-    counts = write(args.out, generate(args.customers, args.seed), args.format)
+    counts = write_stream(args.out, stream(args.customers, args.seed), args.format)
     print(" ".join(f"{source}={count}" for source, count in counts.items()), f"total={sum(counts.values())}")
     return 0
 
