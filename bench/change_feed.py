@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--mongo_uri", default=os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017"))
     args = parser.parse_args()
     topic = f"feed-{uuid.uuid4().hex[:6]}"
-    ensure_topic_and_subscription(PROJECT, topic, topic)
+    ensure_topic_and_subscription(PROJECT, topic)  # no subscription: the server keeps nothing
     kafka = os.environ.get("SINGLEVIEW_KAFKA_ADDR", "127.0.0.1:9092")
     feeds = {"pubsub": f"pubsub://projects/{PROJECT}/topics/{topic}", "kafka": f"kafka://{kafka}/{topic}"}
 
