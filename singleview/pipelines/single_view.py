@@ -17,6 +17,7 @@ from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 from apache_beam.runners.runner import PipelineRunner
 
 from singleview.formats import DecoderConfig
+from singleview.io.changes import ChangeLog
 from singleview.io.lease import Holder, LeaseHeld, Renewal, acquire
 from singleview.io.mongodb import MongoTarget, ReadCollection, WriteDeadLettersFn, prepare
 from singleview.io.files import ReadMessages
@@ -46,6 +47,7 @@ class SingleViewPipeline(beam.PTransform):
         self.streaming = streaming
         self.window_seconds = window_seconds if streaming else None
         self.window_by = window_by
+        self.change_log = ChangeLog()
 
     def expand(self, messages: dict):
         events, dead = {}, []
@@ -63,7 +65,7 @@ class SingleViewPipeline(beam.PTransform):
         if "marketing" in streams:
             streams["marketing"] |= "ResolveOwners" >> ResolveOwners(self.target, self.streaming, self.history_cap)
         changes = streams | "Merge" >> MergeSingleViews(self.target, self.streaming, self.window_seconds,
-                                                         self.history_cap)
+                                                         self.history_cap, change_log=self.change_log)
         if dead:
             (dead | "FlattenDeadLetters" >> beam.Flatten()
              | "BatchDeadLetters" >> beam.BatchElements(**BATCH)

@@ -14,6 +14,7 @@ from .db import ensure_indexes, make_client
 from .metrics import Metrics, MetricsMiddleware
 from .metrics import router as metrics_router
 from .routers import customers, health
+from .segments import SegmentReadModel
 
 log = logging.getLogger("singleview.serving")
 
@@ -45,9 +46,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Start anyway: /readyz reports the outage and creates the indexes once it is over.
             log.warning("could not create indexes at start-up (%s); will retry on /readyz",
                         type(exc).__name__)
+        app.state.segments = SegmentReadModel(app.state.collection, settings.segments_refresh_seconds)
+        app.state.segments.start()
+        # A small collection is ready before the first request; a large one loads on while
+        # the API serves (/readyz says not ready, segment queries answer 503).
+        app.state.segments.tried.wait(settings.segments_start_wait)
         try:
             yield
         finally:
+            app.state.segments.stop()
             client.close()
 
     app = FastAPI(

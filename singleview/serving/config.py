@@ -35,6 +35,10 @@ class Settings:
     # Currencies whose stats.lifetime_value.<CUR> gets an index at start-up.
     index_currencies: tuple[str, ...] = indexes.DEFAULT_CURRENCIES
     regex_max_length: int = 256
+    # The segment read model (serving/segments.py): how often it catches up with the change
+    # log between queries, and how long start-up waits for its first load.
+    segments_refresh_seconds: float = 5.0
+    segments_start_wait: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":

@@ -118,3 +118,4 @@ class Health(BaseModel):
 class Ready(BaseModel):
     status: str
     mongodb: bool
+    segments: bool = Field(description="the segment read model is loaded")

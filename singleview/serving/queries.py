@@ -62,6 +62,19 @@ def normalise_email(email: str) -> str:
 
 # --- lifetime value ---------------------------------------------------------
 
+def lifetime_threshold(minimum: str) -> Decimal:
+    """The min_lifetime_value parameter, checked."""
+    try:
+        value = Decimal(minimum.strip())
+    except (InvalidOperation, AttributeError):
+        raise bad_parameter("min_lifetime_value", "must be a decimal number, e.g. 100 or 99.95")
+    if not value.is_finite() or value < 0:
+        raise bad_parameter("min_lifetime_value", "must be a non-negative decimal number")
+    if value.as_tuple().exponent < -18 or value > Decimal(10) ** 30:
+        raise bad_parameter("min_lifetime_value", "out of range")
+    return value
+
+
 def lifetime_value_clause(minimum: str, currency: str) -> dict:
     """An exact `stats.lifetime_value.<CUR> >= minimum` on decimal *strings*.
 
@@ -78,15 +91,7 @@ def lifetime_value_clause(minimum: str, currency: str) -> dict:
     which MongoDB evaluates exactly, so count/skip/limit stay server-side.
     Negative values (refund-only customers) never match a threshold >= 0.
     """
-    try:
-        value = Decimal(minimum.strip())
-    except (InvalidOperation, AttributeError):
-        raise bad_parameter("min_lifetime_value", "must be a decimal number, e.g. 100 or 99.95")
-    if not value.is_finite() or value < 0:
-        raise bad_parameter("min_lifetime_value", "must be a non-negative decimal number")
-    if value.as_tuple().exponent < -18 or value > Decimal(10) ** 30:
-        raise bad_parameter("min_lifetime_value", "out of range")
-    text = format(value, "f")  # plain notation, integer part without leading zeros
+    text = format(lifetime_threshold(minimum), "f")  # plain notation, integer part without leading zeros
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     integer = text.split(".")[0]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Iterator
 
@@ -19,7 +20,9 @@ from ..queries import (
     CURRENCY_PATTERN, DECIMAL_PATTERN, FIELDS_PATTERN, HIDDEN, MAX_Q_LENGTH, SORT_PATTERN, Segment, combine,
     iso_datetime_text, normalise_email, parse_projection, parse_q, parse_sort, public_document, segment_filter,
 )
+from ..segments import SegmentReadModel, sortable
 
+EXPORT_BATCH = 500
 MAX_SKIP = 10_000_000
 MAX_COUNT = 1_000_000_000  # BSON integers are 64-bit; anything near is a mistake
 router = APIRouter(
@@ -44,16 +47,36 @@ async def segment_params(
                    min_lifetime_value, currency)
 
 
+@dataclass
+class Filters:
+    """Segment filters AND the Mia-Platform style `_q` filter.
+
+    A named segment without `_q` is answered from the segment read model
+    (serving/segments.py); `_q` is a MongoDB query, a scan on FerretDB.
+    """
+    segment: Segment
+    clauses: list[dict]
+    q: dict | None
+
+    @property
+    def mongo(self) -> dict:
+        return combine([*self.clauses, *([self.q] if self.q else [])])
+
+    def in_memory(self, sort: list[tuple[str, int]] | None = None) -> bool:
+        return bool(self.clauses) and not self.q and (sort is None or sortable(sort))
+
+
 async def crud_filter(
     request: Request,
     segment: Annotated[Segment, Depends(segment_params)],
     q: Annotated[str | None, Query(alias="_q", max_length=MAX_Q_LENGTH, description="MongoDB filter as JSON (operator whitelist)")] = None,
-) -> dict:
-    """Segment filters AND the Mia-Platform style `_q` filter."""
-    clauses = segment_filter(segment)
-    if q is not None and q.strip():
-        clauses.append(parse_q(q, request.app.state.settings.regex_max_length))
-    return combine(clauses)
+) -> Filters:
+    parsed = parse_q(q, request.app.state.settings.regex_max_length) if q is not None and q.strip() else None
+    return Filters(segment, segment_filter(segment), parsed)
+
+
+async def get_segments(request: Request) -> SegmentReadModel:
+    return request.app.state.segments
 
 
 class Page:
@@ -90,20 +113,28 @@ def to_model(doc: dict) -> CustomerSV:
             summary="List customers (segment filters and Mia-Platform CRUD parameters)")
 def list_customers(
     collection: Annotated[Collection, Depends(get_collection)],
-    filt: Annotated[dict, Depends(crud_filter)],
+    segments: Annotated[SegmentReadModel, Depends(get_segments)],
+    filters: Annotated[Filters, Depends(crud_filter)],
     page: Annotated[Page, Depends()],
 ) -> CustomerPage:
-    cursor = collection.find(filt, page.projection).sort(page.sort).skip(page.skip).limit(page.limit)
-    items = [to_model(d) for d in cursor]
+    if filters.in_memory(page.sort):
+        emails = segments.select(filters.segment, page.sort, page.skip + page.limit)[page.skip:]
+        docs = segments.documents(emails, page.projection)
+    else:
+        docs = collection.find(filters.mongo, page.projection).sort(page.sort).skip(page.skip).limit(page.limit)
+    items = [to_model(d) for d in docs]
     return CustomerPage(items=items, count=len(items), limit=page.limit, skip=page.skip)
 
 
 @router.get("/count", response_model=CountBody, summary="Count customers matching the filters")
 def count_customers(
     collection: Annotated[Collection, Depends(get_collection)],
-    filt: Annotated[dict, Depends(crud_filter)],
+    segments: Annotated[SegmentReadModel, Depends(get_segments)],
+    filters: Annotated[Filters, Depends(crud_filter)],
 ) -> CountBody:
-    return CountBody(count=collection.count_documents(filt))
+    if filters.in_memory():
+        return CountBody(count=len(segments.select(filters.segment)))
+    return CountBody(count=collection.count_documents(filters.mongo))
 
 
 @router.get("/export", summary="Stream matching customers as NDJSON",
@@ -113,23 +144,30 @@ def count_customers(
 def export_customers(
     request: Request,
     collection: Annotated[Collection, Depends(get_collection)],
-    filt: Annotated[dict, Depends(crud_filter)],
+    segments: Annotated[SegmentReadModel, Depends(get_segments)],
+    filters: Annotated[Filters, Depends(crud_filter)],
     page: Annotated[Page, Depends()],
 ) -> StreamingResponse:
     # Unlike the list, an export has no limit unless one is asked for.
     limit = page.requested_limit or 0
-    cursor = collection.find(filt, page.projection, batch_size=500).sort(page.sort).skip(page.skip).limit(limit)
-    # Open the cursor now so a MongoDB outage is a 503, not a broken stream.
-    first = next(cursor, None)
+    if filters.in_memory(page.sort):
+        emails = segments.select(filters.segment, page.sort)[page.skip:][:limit or None]
+        docs = (d for at in range(0, len(emails), EXPORT_BATCH)
+                for d in segments.documents(emails[at:at + EXPORT_BATCH], page.projection))
+    else:
+        docs = collection.find(filters.mongo, page.projection, batch_size=EXPORT_BATCH).sort(page.sort) \
+            .skip(page.skip).limit(limit)
+    # Read the first now so a MongoDB outage is a 503, not a broken stream.
+    first = next(docs, None)
 
     def lines() -> Iterator[bytes]:
         try:
             doc = first
             while doc is not None:
                 yield to_model(doc).model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
-                doc = next(cursor, None)
+                doc = next(docs, None)
         finally:
-            cursor.close()
+            docs.close()
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 

@@ -19,19 +19,22 @@ def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Ready, summary="MongoDB is reachable",
-            responses={503: {"model": Ready, "description": "MongoDB not reachable"}})
+@router.get("/readyz", response_model=Ready, summary="MongoDB is reachable and the segment read model loaded",
+            responses={503: {"model": Ready, "description": "MongoDB not reachable, or the segments loading"}})
 def readyz(request: Request):
     state = request.app.state
+    segments = state.segments.ready
     try:
         state.client.admin.command("ping")
     except PyMongoError as exc:
         log.warning("readiness: MongoDB not reachable (%s)", type(exc).__name__)
-        return JSONResponse(Ready(status="unavailable", mongodb=False).model_dump(), 503)
+        return JSONResponse(Ready(status="unavailable", mongodb=False, segments=segments).model_dump(), 503)
     if not state.indexes_ready:  # MongoDB was down at start-up: finish the job now
         try:
             ensure_indexes(state.collection, state.settings)
             state.indexes_ready = True
         except PyMongoError as exc:
             log.warning("index creation failed: %s", exc)
-    return Ready(status="ok", mongodb=True)
+    if not segments:
+        return JSONResponse(Ready(status="loading", mongodb=True, segments=False).model_dump(), 503)
+    return Ready(status="ok", mongodb=True, segments=True)
