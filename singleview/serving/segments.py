@@ -12,7 +12,7 @@ segment queries answer 503 and /readyz says not ready.
 """
 from __future__ import annotations
 
-import heapq
+import bisect
 import logging
 import re
 import threading
@@ -21,7 +21,7 @@ from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Callable, Iterable
+from typing import Callable
 
 from pymongo.collection import Collection
 from pymongo.errors import PyMongoError
@@ -30,7 +30,7 @@ from ..document import SEGMENT_PROJECTION, SegmentFields, segment_fields
 from ..io.changes import IDLE, WRITE, ChangeFeed
 from ..io.store import IdReader, is_ferretdb
 from .errors import ApiError
-from .queries import HIDDEN, Segment, check_currency, lifetime_threshold
+from .queries import HIDDEN, Segment
 
 log = logging.getLogger("singleview.serving")
 PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
@@ -59,24 +59,58 @@ def at_least(value: str | None, minimum: Decimal) -> bool:
     return value is not None and PLAIN_DECIMAL.fullmatch(value) is not None and Decimal(value) >= minimum
 
 
-def row_test(seg: Segment) -> Callable[[Row], bool] | None:
+def row_test(seg: Segment, now: datetime) -> Callable[[Row], bool] | None:
     """The segment's filters that no in-memory index serves, as one test of a row (None: no such filter)."""
     tests = []
     if seg.no_purchase_days is not None:
-        cutoff = seg.now - timedelta(days=seg.no_purchase_days)
+        cutoff = seg.cutoff(now)
         tests.append(lambda r: r.last_order_at is None or r.last_order_at < cutoff)
     if seg.min_orders is not None:
         fewest = seg.min_orders
         tests.append(lambda r: r.order_count is not None and r.order_count >= fewest)
     if seg.updated_since is not None:
-        since = seg.updated_since if seg.updated_since.tzinfo else seg.updated_since.replace(tzinfo=timezone.utc)
+        since = seg.updated_since
         tests.append(lambda r: r.updated_at is not None and r.updated_at >= since)
-    if seg.min_lifetime_value is not None:
-        currency, minimum = check_currency(seg.currency), lifetime_threshold(seg.min_lifetime_value)
+    if seg.lifetime_value is not None:
+        currency, minimum = seg.lifetime_value
         tests.append(lambda r: at_least(r.lifetime_value.get(currency), minimum))
     if len(tests) < 2:
         return tests[0] if tests else None
     return lambda r: all(test(r) for test in tests)
+
+
+class Members:
+    """Emails, as a set and, once asked for, in `_id` order (kept up to date from then on)."""
+
+    __slots__ = ("set", "_order")
+
+    def __init__(self) -> None:
+        self.set: set[str] = set()
+        self._order: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.set)
+
+    def add(self, email: str) -> None:
+        if email not in self.set:
+            self.set.add(email)
+            if self._order is not None:
+                bisect.insort(self._order, email)
+
+    def discard(self, email: str) -> None:
+        if email in self.set:
+            self.set.remove(email)
+            if self._order is not None:
+                del self._order[bisect.bisect_left(self._order, email)]
+
+    @property
+    def order(self) -> list[str]:
+        if self._order is None:
+            self._order = sorted(self.set)
+        return self._order
+
+
+NOBODY = Members()
 
 
 class SegmentIndex:
@@ -85,8 +119,9 @@ class SegmentIndex:
     def __init__(self) -> None:
         self.rows: dict[str, Row] = {}
         self.revs: dict[str, int] = {}  # newest revision seen per email, removed ones included
-        self.by_category: dict[str, set[str]] = defaultdict(set)
-        self.by_opt_out: dict[bool, set[str]] = {True: set(), False: set()}
+        self.everyone = Members()
+        self.by_category: dict[str, Members] = defaultdict(Members)
+        self.by_opt_out: dict[bool, Members] = {True: Members(), False: Members()}
 
     def apply(self, email: str, rev: int, fields: SegmentFields | None) -> None:
         """A view written (`fields`) or removed (None) at `rev`; an older revision changes nothing."""
@@ -95,6 +130,7 @@ class SegmentIndex:
         self.revs[email] = rev
         old = self.rows.pop(email, None)
         if old is not None:
+            self.everyone.discard(email)
             for category in old.categories:
                 self.by_category[category].discard(email)
             if old.email_opt_out is not None:
@@ -104,6 +140,7 @@ class SegmentIndex:
         row = Row(rev, tuple(fields["categories"]), fields["last_order_at"], fields["order_count"],
                   fields["email_opt_out"], fields["updated_at"], fields["lifetime_value"])
         self.rows[email] = row
+        self.everyone.add(email)
         for category in row.categories:
             self.by_category[category].add(email)
         if row.email_opt_out is not None:
@@ -113,23 +150,40 @@ class SegmentIndex:
         for change in entry["changes"]:
             self.apply(change["email"], change["rev"], change["fields"] if change["op"] == WRITE else None)
 
-    def match(self, seg: Segment) -> list[str]:
-        """The emails in the segment, in no particular order."""
-        sets = []
+    def _indexed(self, seg: Segment) -> list[Members]:
+        """The indexed sets the segment's emails are in, smallest first."""
+        found = []
         if seg.viewed_category is not None:
-            sets.append(self.by_category.get(seg.viewed_category, set()))
+            found.append(self.by_category.get(seg.viewed_category, NOBODY))
         if seg.opted_in is not None:
-            sets.append(self.by_opt_out[not seg.opted_in])
-        candidates: Iterable[str] = sets[0].intersection(*sets[1:]) if sets else self.rows
-        test, rows = row_test(seg), self.rows
+            found.append(self.by_opt_out[not seg.opted_in])
+        return sorted(found, key=len) or [self.everyone]
+
+    def match(self, seg: Segment, now: datetime) -> list[str]:
+        """The emails in the segment as of `now`, in no particular order."""
+        lead, *others = self._indexed(seg)
+        candidates = lead.set.intersection(*(m.set for m in others))
+        test, rows = row_test(seg, now), self.rows
         if test is None:
             return list(candidates)
         return [e for e in candidates if test(rows[e])]
 
+    def first(self, seg: Segment, now: datetime, count: int) -> list[str]:
+        """The segment's first `count` emails in `_id` order: a walk of the smallest indexed set
+        in order that stops there, so a list costs little however many match."""
+        lead, *others = self._indexed(seg)
+        sets = [m.set for m in others]
+        test, rows = row_test(seg, now), self.rows
+        found: list[str] = []
+        for email in lead.order:
+            if len(found) == count:
+                break
+            if all(email in s for s in sets) and (test is None or test(rows[email])):
+                found.append(email)
+        return found
+
     def ordered(self, emails: list[str], sort: list[tuple[str, int]], first: int | None = None) -> list[str]:
         """`emails` in MongoDB's order for `sort` (null and missing first), the first `first` of them."""
-        if sort == [("_id", 1)]:
-            return heapq.nsmallest(first, emails) if first is not None else sorted(emails)
         ordered = list(emails)
         for name, direction in reversed(sort):  # stable passes, the last key first
             ordered.sort(key=self._sort_key(SORTABLE[name]), reverse=direction == -1)
@@ -224,7 +278,10 @@ class SegmentReadModel:
         with self.lock:
             if self.index is None or not self._fresh():
                 raise not_ready()
-            emails = self.index.match(seg)
+            now = datetime.now(timezone.utc)
+            if sort == [("_id", 1)] and first is not None:
+                return self.index.first(seg, now, first)
+            emails = self.index.match(seg, now)
             return emails if sort is None else self.index.ordered(emails, sort, first)
 
     def documents(self, emails: list[str], projection: dict) -> list[dict]:
