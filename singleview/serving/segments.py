@@ -45,7 +45,6 @@ WHOLE = {HIDDEN: 0}  # the projection of a list without `_p`: whole documents, w
 
 @dataclass(slots=True)
 class Row:
-    rev: int
     categories: tuple[str, ...]
     last_order_at: datetime | None
     order_count: int | None
@@ -137,7 +136,7 @@ class SegmentIndex:
                 self.by_opt_out[old.email_opt_out].discard(email)
         if fields is None:
             return
-        row = Row(rev, tuple(fields["categories"]), fields["last_order_at"], fields["order_count"],
+        row = Row(tuple(fields["categories"]), fields["last_order_at"], fields["order_count"],
                   fields["email_opt_out"], fields["updated_at"], fields["lifetime_value"])
         self.rows[email] = row
         self.everyone.add(email)
@@ -308,6 +307,8 @@ class SegmentReadModel:
                         self._fresh()
             except PyMongoError as exc:
                 log.warning("segment read model: MongoDB unavailable (%s); retrying", type(exc).__name__)
+            except Exception:  # a bad entry must not end the thread: retried, and logged each time
+                log.exception("segment read model: catching up failed; retrying")
             finally:
                 self.tried.set()
             self._wake.wait(self.refresh_seconds)
