@@ -10,6 +10,7 @@ PIPELINE = [
     "apache-beam[gcp]==2.77.0",
     "pymongo==4.20.1",
     "fastavro==1.13.1",
+    "typing-extensions==4.16.0",
     "google-cloud-pubsub==2.44.0",
 ]
 KAFKA = ["confluent-kafka==2.16.1"]

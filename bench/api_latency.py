@@ -8,14 +8,22 @@ each of two queries,
   segment: GET /customers-sv?viewed_category=shoes  vs  the same filter, sort,
            &no_purchase_days=30&limit=50                projection and limit in pymongo
 
-drives it open-loop at a fixed rate (--rate per second) for a fixed time
-(--duration seconds) after a short warm-up. Latency is measured from the
+drives it open-loop at a fixed rate (--rate, --segment-rate per second) for
+a fixed time (--duration seconds) after a short warm-up. The segment is
+answered from the API's segment read model (serving/segments.py); raw
+pymongo runs the same filter, a scan on FerretDB, at --baseline-segment-rate.
+The fill is insert_many of generated documents with an empty change log (no
+writer yet: consistent, the read model loads them from customer_sv); during
+the segment phases --segment-writes customers per second are rewritten the
+way the pipeline writes (change log entry, then the views), so every query
+has log entries to catch up on. Before driving, the API's count of the
+segment must equal MongoDB's. Latency is measured from the
 *scheduled* send time, so a server that falls behind shows it (no coordinated
 omission). Bounded: rate x duration requests per phase, at most --max-inflight
 outstanding (beyond that a request is counted as dropped), a per-request timeout.
 Everything stays on the loopback interface.
 
-    .venv/bin/python bench/api_latency.py --customers 10000 --rate 200 --duration 20
+    .venv/bin/python bench/api_latency.py --customers 100000 --rate 200 --segment-rate 2 --duration 20
 """
 from __future__ import annotations
 
@@ -38,9 +46,12 @@ import pymongo
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from singleview.io.changes import ChangeLog  # noqa: E402
+from singleview.io.store import SINGLE_VIEWS, Store, Write  # noqa: E402
 from singleview.serving.config import Settings  # noqa: E402
 from singleview.serving.db import ensure_indexes  # noqa: E402
 from singleview.serving.queries import HIDDEN, Segment, combine, segment_filter  # noqa: E402
+from singleview.view import ViewChange  # noqa: E402
 
 KEY = "bench-api-latency-key"
 CATEGORIES = ["shoes", "hats", "bags", "shirts", "jackets", "socks", "watches", "toys", "books", "garden"]
@@ -117,6 +128,33 @@ def fill(coll, customers: int, seed: int) -> float:
     return time.perf_counter() - t0
 
 
+class Rewrites(threading.Thread):
+    """Customers rewritten as the pipeline writes them (change log, then the views), `rate` per
+    second in batches every half second, so each segment query has entries to catch up on."""
+
+    PERIOD = 0.5
+
+    def __init__(self, db, customers: int, rate: float, seed: int):
+        super().__init__(daemon=True)
+        self.db, self.customers, self.rate, self.rng = db, customers, rate, random.Random(seed)
+        self.log, self.store = ChangeLog(), Store(db)
+        self.stopped = threading.Event()
+        self.written = 0
+        self.rev = 1_000_000  # above every generated revision
+
+    def run(self) -> None:
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        per_batch = max(1, round(self.rate * self.PERIOD))
+        while not self.stopped.wait(self.PERIOD):
+            docs = []
+            for i in self.rng.sample(range(self.customers), per_batch):
+                self.rev += 1
+                docs.append(dict(synthetic_customer(i, self.rng, now), _rev=self.rev))
+            self.log.append(self.db, [ViewChange(d["_id"], d["_rev"], d, (), ()) for d in docs])
+            self.store.write([Write(SINGLE_VIEWS, d["_id"], d) for d in docs])
+            self.written += len(docs)
+
+
 # --- the API in a subprocess --------------------------------------------------
 
 def free_port() -> int:
@@ -125,7 +163,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_api(mongo_uri: str, database: str, log_path: Path) -> tuple[subprocess.Popen, str]:
+def start_api(mongo_uri: str, database: str, log_path: Path, ready_timeout: float) -> tuple[subprocess.Popen, str]:
+    """Start the API and wait for /readyz: indexes made and the segment read model loaded."""
     port = free_port()
     env = dict(os.environ, SINGLEVIEW_API_KEYS=KEY)
     env.pop("SINGLEVIEW_DEV", None)
@@ -135,7 +174,7 @@ def start_api(mongo_uri: str, database: str, log_path: Path) -> tuple[subprocess
          "--mongo_uri", mongo_uri, "--database", database, "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60  # index creation on a large collection can take a while
+    deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"the API exited with {proc.returncode}; see {log_path}")
@@ -146,7 +185,7 @@ def start_api(mongo_uri: str, database: str, log_path: Path) -> tuple[subprocess
             pass
         time.sleep(0.2)
     proc.terminate()
-    raise SystemExit(f"the API did not become ready in 60 s; see {log_path}")
+    raise SystemExit(f"the API did not become ready in {ready_timeout:g} s; see {log_path}")
 
 
 # --- open-loop driver -----------------------------------------------------------
@@ -217,28 +256,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--customers", type=int, default=100_000)
     p.add_argument("--rate", type=float, default=200.0, help="requests per second, per phase")
-    p.add_argument("--segment-rate", type=float, default=None,
-                   help="rate for the segment query (default: --rate); FerretDB/SQLite needs far less")
+    p.add_argument("--segment-rate", type=float, default=2.0, help="segment queries per second (API)")
+    p.add_argument("--baseline-segment-rate", type=float, default=0.05,
+                   help="segment queries per second for raw pymongo (a scan on FerretDB: keep it low)")
+    p.add_argument("--baseline-timeout", type=float, default=180.0, help="per-query timeout of that baseline")
+    p.add_argument("--segment-writes", type=float, default=20.0,
+                   help="customers rewritten per second through the change log during the segment phases")
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds per phase")
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--max-inflight", type=int, default=64)
     p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, seconds")
+    p.add_argument("--ready-timeout", type=float, default=900.0, help="seconds to wait for /readyz")
     p.add_argument("--mongo_uri", default=os.environ.get("MONGODB_URI", "mongodb://"
                    + os.environ.get("SINGLEVIEW_MONGO_ADDR", "127.0.0.1:27017")))
     p.add_argument("--database", default=None, help="default singleview_bench_api_<N>")
     p.add_argument("--keep", action="store_true", help="keep the database for a re-run (it is reused)")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
-    args.segment_rate = args.segment_rate or args.rate
-    if args.rate <= 0 or args.segment_rate <= 0 or args.duration <= 0 or args.customers < 1:
-        p.error("--rate, --duration and --customers must be positive")
-    args.database = args.database or f"singleview_bench_api_{args.customers}"
+    if min(args.rate, args.segment_rate, args.baseline_segment_rate, args.duration, args.customers) <= 0:
+        p.error("rates, --duration and --customers must be positive")
     return args
 
 
-def prepare(coll, args) -> tuple[dict, int]:
-    """Fill the collection and index it; the API's own segment filter, and how many it matches."""
-    print(f"filling {args.database}.customer_sv with {args.customers:,} customers ...", flush=True)
+def prepare(args, coll) -> tuple[dict, int]:
+    """Fill, index, and count the segment with pymongo: (its filter, how many match)."""
+    print(f"filling {coll.full_name} with {args.customers:,} customers ...", flush=True)
     secs = fill(coll, args.customers, args.seed)
     if secs:
         print(f"  filled in {secs:.1f} s ({args.customers / secs:,.0f} docs/s)", flush=True)
@@ -246,52 +288,47 @@ def prepare(coll, args) -> tuple[dict, int]:
     ensure_indexes(coll, Settings())
     print(f"  indexes ensured in {time.perf_counter() - t0:.1f} s", flush=True)
     # The API's own filter for the segment, so both sides run the identical query.
-    now = datetime.now(timezone.utc)
     seg_filter = combine(segment_filter(Segment(viewed_category=SEGMENT["viewed_category"],
-                                                no_purchase_days=SEGMENT["no_purchase_days"], now=now)))
+                                                no_purchase_days=SEGMENT["no_purchase_days"])))
+    t0 = time.perf_counter()
     matching = coll.count_documents(seg_filter)
-    print(f"  segment {SEGMENT}: {matching:,} matching customers", flush=True)
+    print(f"  segment {SEGMENT}: {matching:,} matching customers (pymongo count: {time.perf_counter() - t0:.1f} s)",
+          flush=True)
     return seg_filter, matching
 
 
-class Queries:
-    """The two queries, each through the API and through raw pymongo; each call says if it succeeded."""
-
-    def __init__(self, http: httpx.Client, coll, seg_filter: dict, matching: int, timeout: float):
-        self.http, self.coll, self.seg_filter, self.timeout_ms = http, coll, seg_filter, int(timeout * 1000)
-        self.expected = min(matching, SEGMENT["limit"])
-        self.seg_query = "&".join(f"{k}={v}" for k, v in SEGMENT.items())
-
-    def api_email(self, email: str) -> bool:
-        return self.http.get(f"/customers-sv/{quote(email, safe='@')}").status_code == 200
-
-    def api_segment(self, _: object) -> bool:
-        r = self.http.get(f"/customers-sv?{self.seg_query}")
-        return r.status_code == 200 and r.json()["count"] == self.expected
-
-    def mongo_email(self, email: str) -> bool:
-        return self.coll.find_one({"_id": email}, {HIDDEN: 0}, max_time_ms=self.timeout_ms) is not None
-
-    def mongo_segment(self, _: object) -> bool:
-        docs = list(self.coll.find(self.seg_filter, {HIDDEN: 0}, max_time_ms=self.timeout_ms)
-                    .sort([("_id", 1)]).limit(SEGMENT["limit"]))
-        return len(docs) == self.expected
-
-
-def drive_all(queries: Queries, api_pid: int, args) -> tuple[list[tuple[Result, Result]], dict[str, float]]:
-    """Each query at its rate, API then pymongo; and the API process's CPU per request."""
+def phases(args, coll, http: httpx.Client, api_pid: int, seg_filter: dict, matching: int, rewrites: Rewrites):
+    """Each query, API then raw pymongo, open-loop: [(api Result, pymongo Result)], API CPU ms per request."""
     rng = random.Random(args.seed + 1)
     emails = [email_of(rng.randrange(args.customers)) for _ in range(4096)]
     pick = lambda i: emails[i % len(emails)]  # noqa: E731
-    results: list[tuple[Result, Result]] = []
-    api_cpu_ms: dict[str, float] = {}
-    for label, rate, api_call, mongo_call in (
-            ("email", args.rate, queries.api_email, queries.mongo_email),
-            ("segment", args.segment_rate, queries.api_segment, queries.mongo_segment)):
+    seg_query = "&".join(f"{k}={v}" for k, v in SEGMENT.items())
+
+    def api_email(email: str) -> bool:
+        return http.get(f"/customers-sv/{quote(email, safe='@')}").status_code == 200
+
+    def api_segment(_: object) -> bool:
+        r = http.get(f"/customers-sv?{seg_query}")
+        return r.status_code == 200 and r.json()["count"] == min(matching, SEGMENT["limit"])
+
+    def mongo_email(email: str) -> bool:
+        return coll.find_one({"_id": email}, {HIDDEN: 0}, max_time_ms=int(args.timeout * 1000)) is not None
+
+    def mongo_segment(_: object) -> bool:
+        docs = list(coll.find(seg_filter, {HIDDEN: 0}, max_time_ms=int(args.baseline_timeout * 1000))
+                    .sort([("_id", 1)]).limit(SEGMENT["limit"]))
+        return len(docs) == min(matching, SEGMENT["limit"])
+
+    results, api_cpu_ms = [], {}
+    plan = (("email", ((args.rate, api_email), (args.rate, mongo_email))),
+            ("segment", ((args.segment_rate, api_segment), (args.baseline_segment_rate, mongo_segment))))
+    for label, sides in plan:
+        if label == "segment" and args.segment_writes > 0:
+            rewrites.start()
         pair = []
-        for side, call in (("api", api_call), ("pymongo", mongo_call)):
+        for side, (rate, call) in zip(("api", "pymongo"), sides):
             print(f"driving {label}/{side} at {rate:g}/s for {args.duration:g} s ...", flush=True)
-            cpu_before = cpu_seconds(api_pid) if side == "api" else 0.0
+            cpu_before = cpu_seconds(api_pid)
             result = drive(f"{label}-{side}", call, pick, rate, args.duration, args.warmup, args.max_inflight)
             calls = int((args.warmup + args.duration) * rate) - result.dropped
             if side == "api" and calls > 0:
@@ -301,10 +338,13 @@ def drive_all(queries: Queries, api_pid: int, args) -> tuple[list[tuple[Result, 
     return results, api_cpu_ms
 
 
-def print_report(results: list[tuple[Result, Result]], api_cpu_ms: dict[str, float], args) -> None:
+def report(args, results, api_cpu_ms, ready_s: float, rewrites: Rewrites) -> None:
     print()
     print(f"customers={args.customers:,} rate={args.rate:g}/s segment-rate={args.segment_rate:g}/s "
-          f"duration={args.duration:g}s (latency from scheduled send; ms)")
+          f"baseline-segment-rate={args.baseline_segment_rate:g}/s duration={args.duration:g}s "
+          f"(latency from scheduled send; ms)")
+    print(f"API ready (indexes, segment read model loaded) {ready_s:.1f} s after start; "
+          f"{rewrites.written:,} customers rewritten through the change log during the segment phases")
     print(f"{'query':<9} {'side':<8} {'ok':>6} {'err':>4} {'drop':>5} {'achieved/s':>10} "
           f"{'p50':>8} {'p99':>8} {'max':>8}")
     for api_r, mongo_r in results:
@@ -314,36 +354,47 @@ def print_report(results: list[tuple[Result, Result]], api_cpu_ms: dict[str, flo
             mx = max(r.latencies) * 1000 if r.latencies else float("nan")
             print(f"{q:<9} {side:<8} {len(r.latencies):>6} {r.errors:>4} {r.dropped:>5} {achieved:>10.1f} "
                   f"{r.pct(50):>8.2f} {r.pct(99):>8.2f} {mx:>8.2f}")
-        print(f"{'':<9} {'api/pymongo':<8} p50 x{api_r.pct(50) / mongo_r.pct(50):.2f}, "
-              f"p99 x{api_r.pct(99) / mongo_r.pct(99):.2f}")
+        print(f"{'':<9} {'api/pymongo':<8} p50 x{api_r.pct(50) / mongo_r.pct(50):.3f}, "
+              f"p99 x{api_r.pct(99) / mongo_r.pct(99):.3f}")
     print("API process CPU per request (warm-up included): "
           + ", ".join(f"{label} {ms:.2f} ms" for label, ms in api_cpu_ms.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    database = args.database or f"singleview_bench_api_{args.customers}"
     client = pymongo.MongoClient(args.mongo_uri, tz_aware=True, serverSelectionTimeoutMS=5000,
                                  maxPoolSize=args.max_inflight + 4)
-    coll = client[args.database]["customer_sv"]
-    seg_filter, matching = prepare(coll, args)
+    coll = client[database][SINGLE_VIEWS]
+    seg_filter, matching = prepare(args, coll)
     log_path = ROOT / ".data" / "bench_api_latency.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    api, base = start_api(args.mongo_uri, args.database, log_path)
+    t0 = time.perf_counter()
+    api, base = start_api(args.mongo_uri, database, log_path, args.ready_timeout)
+    ready_s = time.perf_counter() - t0
+    print(f"  API ready in {ready_s:.1f} s (segment read model loaded)", flush=True)
+    rewrites = Rewrites(client[database], args.customers, args.segment_writes, args.seed + 2)
     try:
         limits = httpx.Limits(max_connections=args.max_inflight, max_keepalive_connections=args.max_inflight)
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY}"},
                           timeout=args.timeout, limits=limits) as http:
-            results, api_cpu_ms = drive_all(Queries(http, coll, seg_filter, matching, args.timeout), api.pid, args)
+            counted = http.get(f"/customers-sv/count?viewed_category={SEGMENT['viewed_category']}"
+                               f"&no_purchase_days={SEGMENT['no_purchase_days']}").json()["count"]
+            print(f"  exact count: API {counted:,}, pymongo {matching:,}", flush=True)
+            if counted != matching:
+                raise SystemExit("the API's count differs from MongoDB's")
+            results, api_cpu_ms = phases(args, coll, http, api.pid, seg_filter, matching, rewrites)
     finally:
+        rewrites.stopped.set()
         api.terminate()
         try:
             api.wait(timeout=10)
         except subprocess.TimeoutExpired:
             api.kill()
         if not args.keep:
-            client.drop_database(args.database)
+            client.drop_database(database)
         client.close()
-    print_report(results, api_cpu_ms, args)
+    report(args, results, api_cpu_ms, ready_s, rewrites)
     return 0
 
 

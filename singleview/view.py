@@ -18,6 +18,9 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Mapping
 
+from singleview.document import (
+    DOCUMENT_SECTIONS, CrmInfo, CustomerSV, MarketingPreferences, Order, OrderItem, PageView, Stats, ViewedCategory,
+)
 from singleview.fold import is_alive
 from singleview.model import Record
 from singleview.formats._common import iso_utc
@@ -146,36 +149,32 @@ def _decimal(value: Any) -> Decimal | None:
         return None
 
 
-def _dates(record: Mapping, *names: str) -> dict:
-    return {name: as_datetime(record.get(name)) for name in names}
-
-
 def _changed_at(data: Mapping) -> str:
     return data.get("last_modified_date") or data.get("changed_at") or ""
 
 
-def crm_section(contacts: list[Mapping]) -> dict:
+def crm_section(contacts: list[Mapping]) -> CrmInfo:
     """The most recently changed of the customer's live CRM contacts, and every contact's id."""
     top = max(contacts, key=lambda d: (_changed_at(d), d["crm_id"]))
-    return {"crm_info": {
-        "crm_id": top["crm_id"], "crm_ids": sorted(d["crm_id"] for d in contacts),
-        "salutation": top.get("salutation"), "first_name": top.get("first_name"),
-        "last_name": top.get("last_name"), "phone": top.get("phone"),
-        "mailing_address": top.get("mailing_address"),
-        "last_modified_at": as_datetime(_changed_at(top) or None),
-    }}
+    return CrmInfo(
+        crm_id=top["crm_id"], crm_ids=sorted(d["crm_id"] for d in contacts),
+        salutation=top.get("salutation"), first_name=top.get("first_name"),
+        last_name=top.get("last_name"), phone=top.get("phone"),
+        mailing_address=top.get("mailing_address"),
+        last_modified_at=as_datetime(_changed_at(top) or None),
+    )
 
 
-def _order(order: Mapping) -> dict:
-    return {
-        "order_id": order["order_id"], "increment_id": order.get("increment_id"),
-        "status": order.get("status"), "state": order.get("state"),
-        "grand_total": order.get("grand_total"), "currency": order.get("order_currency_code"),
-        **_dates(order, "created_at", "updated_at"),
-        "items": [{"item_id": i["item_id"], "sku": i.get("sku"), "name": i.get("name"),
-                   "qty": i.get("qty_ordered"), "price": i.get("price"), "row_total": i.get("row_total")}
-                  for i in sorted(order["items"], key=lambda i: i["item_id"].zfill(20))],
-    }
+def _order(order: Mapping) -> Order:
+    return Order(
+        order_id=order["order_id"], increment_id=order.get("increment_id"),
+        status=order.get("status"), state=order.get("state"),
+        grand_total=order.get("grand_total"), currency=order.get("order_currency_code"),
+        created_at=as_datetime(order.get("created_at")), updated_at=as_datetime(order.get("updated_at")),
+        items=[OrderItem(item_id=i["item_id"], sku=i.get("sku"), name=i.get("name"), qty=i.get("qty_ordered"),
+                         price=i.get("price"), row_total=i.get("row_total"))
+               for i in sorted(order["items"], key=lambda i: i["item_id"].zfill(20))],
+    )
 
 
 def orders_section(orders: list[Mapping]) -> dict:
@@ -187,13 +186,13 @@ def orders_section(orders: list[Mapping]) -> dict:
         if amount is not None and (order.get("status") or "").lower() not in CANCELLED:
             totals[order.get("order_currency_code") or "XXX"] += amount
     times = [as_datetime(o["created_at"]) for o in orders if o.get("created_at")]
-    return {"order_history": [_order(o) for o in orders], "stats": {
-        "order_count": len(orders),
-        "lifetime_value": {cur: format(total, "f") for cur, total in sorted(totals.items())},
-        "lifetime_value_num": {cur: float(total) for cur, total in sorted(totals.items())},
-        "first_order_at": min(times) if times else None,
-        "last_order_at": max(times) if times else None,
-    }}
+    return {"order_history": [_order(o) for o in orders], "stats": Stats(
+        order_count=len(orders),
+        lifetime_value={cur: format(total, "f") for cur, total in sorted(totals.items())},
+        lifetime_value_num={cur: float(total) for cur, total in sorted(totals.items())},
+        first_order_at=min(times) if times else None,
+        last_order_at=max(times) if times else None,
+    )}
 
 
 def marketing_section(contacts: list[Mapping], history_cap: int) -> dict:
@@ -209,16 +208,16 @@ def marketing_section(contacts: list[Mapping], history_cap: int) -> dict:
             merged["views"] += entry["views"]
             merged["last_viewed_at"] = max(merged["last_viewed_at"], entry.get("last_viewed_at") or "")
     props = top["properties"]
-    return {"marketing_preferences": {
-        "hubspot_id": top["hubspot_id"], "hubspot_ids": sorted(m["hubspot_id"] for m in contacts),
-        "email_opt_out": str(props.get("hs_email_optout", "false")).lower() == "true",
-        "properties": {k: v for k, v in sorted(props.items()) if k not in ("merged_into", "merged_ids")},
-        "browsing_history": [{"url": v.get("url"), "title": v.get("title"), "category": v.get("category"),
-                              "viewed_at": as_datetime(v.get("viewed_at"))} for v in views[:history_cap]],
-        "viewed_categories": [{"category": c["category"], "views": c["views"],
-                               "last_viewed_at": as_datetime(c["last_viewed_at"])}
-                              for c in sorted(categories.values(), key=lambda c: (-c["views"], c["category"]))],
-    }, "last_viewed_at": as_datetime(views[0].get("viewed_at")) if views else None}
+    return {"marketing_preferences": MarketingPreferences(
+        hubspot_id=top["hubspot_id"], hubspot_ids=sorted(m["hubspot_id"] for m in contacts),
+        email_opt_out=str(props.get("hs_email_optout", "false")).lower() == "true",
+        properties={k: v for k, v in sorted(props.items()) if k not in ("merged_into", "merged_ids")},
+        browsing_history=[PageView(url=v.get("url"), title=v.get("title"), category=v.get("category"),
+                                   viewed_at=as_datetime(v.get("viewed_at"))) for v in views[:history_cap]],
+        viewed_categories=[ViewedCategory(category=c["category"], views=c["views"],
+                                          last_viewed_at=as_datetime(c["last_viewed_at"]))
+                           for c in sorted(categories.values(), key=lambda c: (-c["views"], c["category"]))],
+    ), "last_viewed_at": as_datetime(views[0].get("viewed_at")) if views else None}
 
 
 def _name(live: Mapping[str, list[Mapping]]) -> str | None:
@@ -236,7 +235,8 @@ def _name(live: Mapping[str, list[Mapping]]) -> str | None:
     return next((" ".join(p for p in pair if p) for pair in pairs if any(pair)), None)
 
 
-def render(email: str, contributions: Iterable[Contribution], history_cap: int = DEFAULT_HISTORY_CAP) -> dict | None:
+def render(email: str, contributions: Iterable[Contribution],
+           history_cap: int = DEFAULT_HISTORY_CAP) -> CustomerSV | None:
     """The `customer_sv` document for one email, or None when nothing is live."""
     contributions = sorted(contributions, key=lambda c: c.slot)
     live: dict[str, list[Mapping]] = defaultdict(list)
@@ -245,9 +245,9 @@ def render(email: str, contributions: Iterable[Contribution], history_cap: int =
             live[c.section].append(c.data)
     if not live:
         return None
-    doc: dict[str, Any] = {"_id": email, "email": email}
+    doc = CustomerSV(_id=email, email=email)
     if live.get("crm"):
-        doc.update(crm_section(live["crm"]))
+        doc["crm_info"] = crm_section(live["crm"])
     orders = orders_section(live.get("orders", []))
     if live.get("orders"):
         doc["order_history"] = orders["order_history"]
@@ -265,9 +265,6 @@ def render(email: str, contributions: Iterable[Contribution], history_cap: int =
 
 # --- one customer's view, from one pane of contributions to the next ----------
 
-SECTIONS_OF_DOCUMENT = ("crm_info", "email", "marketing_preferences", "name", "order_history", "sources", "stats",
-                        "updated_at")
-
 
 @dataclass
 class ViewState:
@@ -284,7 +281,7 @@ class ViewState:
 def fingerprints(doc: Mapping | None) -> dict:
     if doc is None:
         return {}
-    return {name: json.dumps(doc.get(name), sort_keys=True, default=str) for name in SECTIONS_OF_DOCUMENT}
+    return {name: json.dumps(doc.get(name), sort_keys=True, default=str) for name in DOCUMENT_SECTIONS}
 
 
 def retired_id(email: str) -> str:
@@ -323,7 +320,7 @@ def merge_view(state: ViewState, incoming: Iterable[Contribution], history_cap: 
     contributions = tuple(merged[k] for k in sorted(merged))
     doc = render(state.email, contributions, history_cap)
     prints = fingerprints(doc)
-    changed = tuple(name for name in SECTIONS_OF_DOCUMENT if prints.get(name) != state.sections.get(name))
+    changed = tuple(name for name in DOCUMENT_SECTIONS if prints.get(name) != state.sections.get(name))
     new = ViewState(state.email, merged, exists=doc is not None, tombstoned=state.tombstoned or doc is None,
                     sections=prints)
     return new, ViewChange(state.email, view_rev(contributions), doc, changed, contributions)

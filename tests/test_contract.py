@@ -75,6 +75,43 @@ def test_every_stored_customer_conforms_to_the_response_model(api, mongo_client,
         assert response.status_code == 200 and response.json()["_id"] == email
 
 
+def typed_dict_of(hint):
+    """The TypedDict a field holds (itself, in a list, or in an Optional), if any."""
+    import typing
+
+    import typing_extensions
+    for option in (hint, *typing.get_args(hint)):
+        inner = typing.get_args(option)[0] if typing.get_origin(option) is list else option
+        if typing_extensions.is_typeddict(inner):
+            return inner
+    return None
+
+
+def unmodelled(value, model, path: str = "") -> set[str]:
+    """Keys of `value` that the TypedDict `model` (singleview.document) does not declare, recursively."""
+    import typing
+    hints = typing.get_type_hints(model)
+    missing = set()
+    for key, item in value.items():
+        if key not in hints:
+            missing.add(path + key)
+            continue
+        inner = typed_dict_of(hints[key])
+        if inner is not None and inner.__name__ != "MailingAddress":  # Salesforce's own parts
+            for part in item if isinstance(item, list) else [item] if isinstance(item, dict) else []:
+                missing |= unmodelled(part, inner, f"{path}{key}.")
+    return missing
+
+
+def test_the_pipeline_writes_only_modelled_fields(mongo_client, loaded_database):
+    """One model of the document: every field view.render writes is declared in singleview.document."""
+    from singleview.document import CustomerSV
+    docs = list(mongo_client[loaded_database]["customer_sv"].find({}, {"_meta": 0}))
+    assert any("lifetime_value_num" in d.get("stats", {}) for d in docs)
+    assert set().union(*(unmodelled(d, CustomerSV) for d in docs)) == set()
+    assert {"crm_info", "order_history", "marketing_preferences"} <= {k for d in docs for k in d}
+
+
 @schema.parametrize()
 @settings(max_examples=int(os.environ.get("CONTRACT_EXAMPLES", "40")), deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_openapi(case, api):

@@ -115,7 +115,7 @@ def assert_no_meta(text: str):
 def test_health_and_ready_are_open(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     r = client.get("/readyz")
-    assert r.status_code == 200 and r.json() == {"status": "ok", "mongodb": True}
+    assert r.status_code == 200 and r.json() == {"status": "ok", "mongodb": True, "segments": True}
 
 
 # --- one customer -----------------------------------------------------------
@@ -453,12 +453,12 @@ def test_outage_of_a_real_server_is_503_and_not_ready_then_recovers(tmp_path, do
         paths = ("/customers-sv", "/customers-sv/count", "/customers-sv/jane.doe@example.com",
                  "/customers-sv/export")
         with TestClient(create_app(settings)) as c:
-            assert c.get("/readyz").json() == {"status": "ok", "mongodb": True}
+            assert c.get("/readyz").json() == {"status": "ok", "mongodb": True, "segments": True}
             assert all(c.get(p, headers=AUTH).status_code == 200 for p in paths)
             mongo("stop")
             wait_closed()
             r = c.get("/readyz")
-            assert r.status_code == 503 and r.json() == {"status": "unavailable", "mongodb": False}
+            assert r.status_code == 503 and r.json() == {"status": "unavailable", "mongodb": False, "segments": True}
             for path in paths:
                 r = c.get(path, headers=AUTH)
                 assert r.status_code == 503, (path, r.text)

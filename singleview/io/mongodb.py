@@ -20,6 +20,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
 from apache_beam.utils.shared import Shared
 
+from singleview.io.changes import drop_idle_writers
 from singleview.io.indexes import ensure_indexes
 from singleview.io.lease import Holder, LeaseGuard
 from singleview.io.store import DEAD_LETTERS, Store, Write, is_ferretdb, through_outages
@@ -192,9 +193,10 @@ class ReadCollection(beam.PTransform):
 
 
 def prepare(target: MongoTarget, collections: Iterable[str]) -> frozenset[str]:
-    """Create the indexes, and say which of the collections are empty."""
+    """Create the indexes, drop the change log's idle writers, and say which of the collections are empty."""
     with target.connect() as client:
         db = client[target.database]
         ensure_indexes(db)
+        drop_idle_writers(db)
         return frozenset(name for name in collections if db[name].find_one({}, {"_id": 1}) is None)
 

@@ -30,6 +30,10 @@ from singleview.view import ViewState, fingerprints, newest
 T = TypeVar("T")
 SINGLE_VIEWS = "customer_sv"
 TOMBSTONES = "customer_sv_tombstones"
+# The change log of customer_sv (io/changes.py): one entry per batch of view writes, and
+# each writer's head (one document per pipeline worker process).
+CHANGES = "customer_sv_changes"
+WRITERS = "customer_sv_writers"
 DEAD_LETTERS = "sv_errors"
 IN_CHUNK = 1000
 INSERT_CHUNK = 1000
@@ -48,8 +52,11 @@ def is_ferretdb(database: Database) -> bool:
 class IdReader:
     """Reads documents by `_id` the way the server answers from an index."""
 
-    def __init__(self, database: Database, threads: int = 8):
-        self.exact_only = through_outages(lambda: is_ferretdb(database), "ask the server what it is")
+    def __init__(self, database: Database, threads: int = 8, exact_only: bool | None = None):
+        """`exact_only`: whether the server is FerretDB, when the caller asked already."""
+        if exact_only is None:
+            exact_only = through_outages(lambda: is_ferretdb(database), "ask the server what it is")
+        self.exact_only = exact_only
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="id-lookup") if self.exact_only else None
 
     def find(self, collection: Collection, ids: Iterable, projection: dict | None = None) -> dict:

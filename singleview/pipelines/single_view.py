@@ -18,6 +18,7 @@ from apache_beam.runners.runner import PipelineRunner
 
 from singleview.feed import NO_PAYLOAD
 from singleview.formats import DecoderConfig
+from singleview.io.changes import ChangeLog
 from singleview.io.lease import Holder, LeaseHeld, Renewal, acquire
 from singleview.io.mongodb import MongoTarget, ReadCollection, WriteDeadLettersFn, prepare
 from singleview.io.files import ReadMessages
@@ -50,6 +51,7 @@ class SingleViewPipeline(beam.PTransform):
         self.streaming = streaming
         self.window_seconds = window_seconds if streaming else None
         self.window_by = window_by
+        self.change_log = ChangeLog()
 
     def expand(self, messages: dict):
         events, dead = {}, []
@@ -67,7 +69,7 @@ class SingleViewPipeline(beam.PTransform):
         if "marketing" in streams:
             streams["marketing"] |= "ResolveOwners" >> ResolveOwners(self.target, self.streaming, self.history_cap)
         changes = streams | "Merge" >> MergeSingleViews(self.target, self.streaming, self.window_seconds,
-                                                         self.history_cap)
+                                                         self.history_cap, change_log=self.change_log)
         if self.feed is not None:
             changes | "PublishViewChanges" >> self.feed
         if dead:

@@ -6,14 +6,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pymongo.errors import PyMongoError
 
 from . import errors, portal
 from .config import Settings
-from .db import ensure_indexes, make_client
+from .db import Indexes, make_client
 from .metrics import Metrics, MetricsMiddleware
-from .metrics import router as metrics_router
 from .routers import customers, health, webhooks
+from .segments import SegmentReadModel
 
 log = logging.getLogger("singleview.serving")
 
@@ -37,18 +36,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         client = make_client(settings)
         app.state.client = client
         app.state.collection = client[settings.database][settings.collection]
-        app.state.indexes_ready = False
-        try:
-            ensure_indexes(app.state.collection, settings)
-            app.state.indexes_ready = True
-        except PyMongoError as exc:
-            # Start anyway: /readyz reports the outage and creates the indexes once it is over.
-            log.warning("could not create indexes at start-up (%s); will retry on /readyz",
-                        type(exc).__name__)
+        # Start anyway if MongoDB is down: /readyz reports it and makes the indexes once it is up.
+        app.state.indexes = Indexes(app.state.collection, settings)
+        app.state.indexes.ensure()
+        app.state.segments = SegmentReadModel(app.state.collection, settings.segments_refresh_seconds)
+        app.state.segments.start()
+        # A small collection is ready before the first request; a large one loads on while
+        # the API serves (/readyz says not ready, segment queries answer 503).
+        app.state.segments.tried.wait(settings.segments_start_wait)
         try:
             with webhooks.hubspot_publisher(app.state, settings):
                 yield
         finally:
+            app.state.segments.stop()
             client.close()
 
     app = FastAPI(
@@ -62,7 +62,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.include_router(health.router)
-    app.include_router(metrics_router)
     app.include_router(customers.router)
     app.include_router(portal.router)
     app.include_router(webhooks.router)

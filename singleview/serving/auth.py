@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import Depends, Request
+from typing import Annotated
+
+from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from .deps import SettingsDep
 from .errors import ApiError
 
 bearer = HTTPBearer(auto_error=False, description="API key from SINGLEVIEW_API_KEYS")
@@ -21,10 +24,9 @@ def key_matches(given: str, keys: tuple[str, ...]) -> bool:
 
 
 async def require_api_key(
-    request: Request,
-    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
-    settings = request.app.state.settings
     if not settings.api_keys and settings.dev:
         return  # development mode without keys: open (warned loudly at start-up)
     if credentials is None or not credentials.credentials:

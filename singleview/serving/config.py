@@ -50,6 +50,10 @@ class Settings:
     hubspot_webhook_url: str | None = None
     hubspot_max_body_bytes: int = HUBSPOT_MAX_BODY_BYTES
     hubspot_accept_v2: bool = False  # v2 signatures carry no timestamp: replayable, so off by default
+    # The segment read model (serving/segments.py): how often it catches up with the change
+    # log between queries, and how long start-up waits for its first load.
+    segments_refresh_seconds: float = 5.0
+    segments_start_wait: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":

@@ -51,7 +51,7 @@ ERROR_RESPONSES = {
     400: {"model": ErrorBody, "description": "Bad parameter or filter"},
     401: {"model": ErrorBody, "description": "Missing API key"},
     403: {"model": ErrorBody, "description": "Wrong API key"},
-    503: {"model": ErrorBody, "description": "MongoDB unavailable"},
+    503: {"model": ErrorBody, "description": "MongoDB unavailable, or the segment read model still loading"},
 }
 
 

@@ -1,11 +1,10 @@
-"""Prometheus metrics: request counts and latency per route, one registry per app."""
+"""Prometheus metrics: request counts and latency per route, one registry per app (served by routers/health.py)."""
 from __future__ import annotations
 
 import logging
 import time
 
-from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
 class Metrics:
@@ -56,12 +55,3 @@ class MetricsMiddleware:
             elapsed = time.perf_counter() - start
             self.metrics.latency.labels(method, template).observe(elapsed)
             access_log.info('"%s %s" %d %.1f ms', method, template, status["code"], elapsed * 1000)
-
-
-router = APIRouter(tags=["health"])
-
-
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
-def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 from .errors import bad_parameter
 
 HIDDEN = "_meta"  # bookkeeping, never shown nor queryable
-CURRENCY_RE = re.compile(r"[A-Z]{3}")
 # A field path whose first part starts with a letter, or is _id or _rev: `_meta`
 # cannot even be named. The same patterns are in the OpenAPI schema.
 FIELD = r"(?:[A-Za-z][A-Za-z0-9_]*|_id|_rev)(?:\.[A-Za-z0-9_]+)*"
@@ -31,21 +31,7 @@ ALLOWED_OPERATORS = frozenset(
 )
 MAX_Q_LENGTH = 8192
 MAX_Q_DEPTH = 8
-
-
-@dataclass
-class Segment:
-    """The named segment filters; every one given narrows the result (AND)."""
-    viewed_category: str | None = None
-    no_purchase_days: int | None = None
-    min_orders: int | None = None
-    opted_in: bool | None = None
-    updated_since: datetime | None = None
-    min_lifetime_value: str | None = None
-    currency: str | None = None
-    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-
-
+MAX_COUNT = 1_000_000_000  # BSON integers are 64-bit; anything near is a mistake
 ISO_DATETIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
 
 
@@ -56,13 +42,59 @@ def iso_datetime_text(value: Any) -> Any:
     return value
 
 
+class Segment(BaseModel):
+    """The named segment filters, a query parameter model; every one given narrows the result (AND)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    viewed_category: Annotated[str | None, Field(min_length=1, max_length=200,
+                                                 description="viewed this category (exact)")] = None
+    no_purchase_days: Annotated[int | None, Field(ge=0, le=36500,
+                                                  description="no order in the last N days, including never")] = None
+    min_orders: Annotated[int | None, Field(ge=0, le=MAX_COUNT, description="at least this many orders")] = None
+    opted_in: Annotated[bool | None, Field(
+        description="true: email_opt_out is false; false: email_opt_out is true")] = None
+    updated_since: Annotated[datetime | None, BeforeValidator(iso_datetime_text),
+                             Field(description="ISO 8601 date-time; naive means UTC")] = None
+    min_lifetime_value: Annotated[str | None, Field(pattern=DECIMAL_PATTERN, description="decimal; needs currency",
+                                                    examples=["100", "99.95"])] = None
+    currency: Annotated[str | None, Field(pattern=CURRENCY_PATTERN, description="ISO 4217 code for min_lifetime_value",
+                                          examples=["USD"], validate_default=True)] = None
+
+    @field_validator("updated_since")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("min_lifetime_value") is not None:
+            raise ValueError("required with min_lifetime_value")
+        return value.upper() if value is not None else None
+
+    @property
+    def narrows(self) -> bool:
+        """Any filter given (a currency alone filters nothing)."""
+        return any(value is not None for name, value in self if name != "currency")
+
+    @property
+    def lifetime_value(self) -> tuple[str, Decimal] | None:
+        """(currency, minimum) of min_lifetime_value."""
+        return None if self.min_lifetime_value is None else (self.currency, Decimal(self.min_lifetime_value))
+
+    def cutoff(self, now: datetime) -> datetime | None:
+        """The last order is before this, if at all (no_purchase_days)."""
+        return None if self.no_purchase_days is None else now - timedelta(days=self.no_purchase_days)
+
+
 def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
 # --- lifetime value ---------------------------------------------------------
 
-def lifetime_value_clause(minimum: str, currency: str) -> dict:
+def lifetime_value_clause(minimum: str | Decimal, currency: str) -> dict:
     """An exact `stats.lifetime_value.<CUR> >= minimum` on decimal *strings*.
 
     The pipeline stores money as plain decimal strings ("129.99", "1000",
@@ -78,15 +110,7 @@ def lifetime_value_clause(minimum: str, currency: str) -> dict:
     which MongoDB evaluates exactly, so count/skip/limit stay server-side.
     Negative values (refund-only customers) never match a threshold >= 0.
     """
-    try:
-        value = Decimal(minimum.strip())
-    except (InvalidOperation, AttributeError):
-        raise bad_parameter("min_lifetime_value", "must be a decimal number, e.g. 100 or 99.95")
-    if not value.is_finite() or value < 0:
-        raise bad_parameter("min_lifetime_value", "must be a non-negative decimal number")
-    if value.as_tuple().exponent < -18 or value > Decimal(10) ** 30:
-        raise bad_parameter("min_lifetime_value", "out of range")
-    text = format(value, "f")  # plain notation, integer part without leading zeros
+    text = format(Decimal(minimum), "f")  # plain notation, integer part without leading zeros
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     integer = text.split(".")[0]
@@ -98,21 +122,13 @@ def lifetime_value_clause(minimum: str, currency: str) -> dict:
     ]}
 
 
-def check_currency(currency: str | None) -> str:
-    cur = (currency or "").strip().upper()
-    if not CURRENCY_RE.fullmatch(cur):
-        raise bad_parameter("currency", "must be a three-letter ISO 4217 code, e.g. USD")
-    return cur
-
-
-def segment_filter(seg: Segment) -> list[dict]:
+def segment_filter(seg: Segment, now: datetime | None = None) -> list[dict]:
+    """The segment as MongoDB clauses (ANDed), as of `now`."""
     clauses: list[dict] = []
     if seg.viewed_category is not None:
-        if not seg.viewed_category:
-            raise bad_parameter("viewed_category", "must not be empty")
         clauses.append({"marketing_preferences.viewed_categories.category": seg.viewed_category})
     if seg.no_purchase_days is not None:
-        cutoff = seg.now - timedelta(days=seg.no_purchase_days)
+        cutoff = seg.cutoff(now or datetime.now(timezone.utc))
         clauses.append({"$or": [
             {"stats.last_order_at": {"$lt": cutoff}},
             {"stats.last_order_at": {"$exists": False}},
@@ -123,16 +139,10 @@ def segment_filter(seg: Segment) -> list[dict]:
     if seg.opted_in is not None:
         clauses.append({"marketing_preferences.email_opt_out": not seg.opted_in})
     if seg.updated_since is not None:
-        since = seg.updated_since
-        if since.tzinfo is None:
-            since = since.replace(tzinfo=timezone.utc)
-        clauses.append({"updated_at": {"$gte": since}})
-    if seg.min_lifetime_value is not None:
-        if seg.currency is None:
-            raise bad_parameter("currency", "required with min_lifetime_value")
-        clauses.append(lifetime_value_clause(seg.min_lifetime_value, check_currency(seg.currency)))
-    elif seg.currency is not None:
-        check_currency(seg.currency)
+        clauses.append({"updated_at": {"$gte": seg.updated_since}})
+    if seg.lifetime_value is not None:
+        currency, minimum = seg.lifetime_value
+        clauses.append(lifetime_value_clause(minimum, currency))
     return clauses
 
 
@@ -292,12 +302,3 @@ def combine(clauses: list[dict]) -> dict:
     if len(clauses) == 1:
         return clauses[0]
     return {"$and": clauses}
-
-
-# --- documents out ----------------------------------------------------------
-
-def public_document(doc: dict) -> dict:
-    """The stored document minus `_meta` (queries already project it away; BSON-only
-    types were made plain by the driver, see db.PLAIN_BSON)."""
-    doc.pop(HIDDEN, None)
-    return doc

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
+from singleview.io.changes import ChangeLog
 from singleview.io.mongodb import MongoTarget
 from singleview.transforms.project import WriteStaged
 from singleview.transforms.stages import Step, ViewStage
@@ -15,13 +16,17 @@ class MergeSingleViews(beam.PTransform):
 
     The CoGroupByKey joins the three streams per email (per window when
     streaming); its tagged result is the input of the customer's merge.
+    Every batch of view writes is logged first (io/changes.py), always: the
+    API's segments read that log.
     """
 
     def __init__(self, target: MongoTarget, streaming: bool = False, window_seconds: float | None = None,
-                 history_cap: int = DEFAULT_HISTORY_CAP, change_log=None, rebuild: bool = False):
+                 history_cap: int = DEFAULT_HISTORY_CAP, change_log: ChangeLog | None = None,
+                 rebuild: bool = False):
         super().__init__()
         self.target, self.streaming, self.window_seconds = target, streaming, window_seconds
-        self.history_cap, self.change_log, self.rebuild = history_cap, change_log, rebuild
+        self.history_cap, self.rebuild = history_cap, rebuild
+        self.change_log = change_log if change_log is not None else ChangeLog()
 
     def expand(self, streams: dict):
         if self.window_seconds:

@@ -6,6 +6,7 @@ from collections import Counter
 import apache_beam as beam
 
 from singleview.fold import entity_email
+from singleview.io.changes import ChangeLog
 from singleview.io.documents import group_of, parent_doc
 from singleview.io.mongodb import MongoTarget, ReadCollection, Staged
 from singleview.io.store import SINGLE_VIEWS, Write
@@ -51,4 +52,5 @@ class RebuildSingleViews(beam.PTransform):
         streams["marketing"] |= "ResolveOwners" >> ResolveOwners(self.target, False, self.history_cap)
         streams["stored"] = (pbegin | "Read views" >> ReadCollection(self.target, SINGLE_VIEWS)
                              | "Emails" >> beam.Map(lambda d: (d["_id"], None)))
-        return streams | "Merge" >> MergeSingleViews(self.target, history_cap=self.history_cap, rebuild=True)
+        return streams | "Merge" >> MergeSingleViews(self.target, history_cap=self.history_cap,
+                                                     change_log=ChangeLog(), rebuild=True)

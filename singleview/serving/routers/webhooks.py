@@ -21,6 +21,7 @@ from ...formats._common import iso_utc, load_json
 from ...io.topics import Message, Topic, open_topic
 from ...model import DecodeError
 from ..config import Settings
+from ..deps import SettingsDep, from_state
 from ..errors import ApiError, ErrorBody
 from ..hubspot_signature import SignatureError, verify_v2, verify_v3
 
@@ -50,15 +51,14 @@ def unavailable(detail: str) -> ApiError:
     return ApiError(503, "unavailable", detail, headers={"Retry-After": "30"})
 
 
-async def client_secret(request: Request) -> str:
-    secret = request.app.state.settings.hubspot_client_secret
+async def client_secret(settings: SettingsDep) -> str:
+    secret = settings.hubspot_client_secret
     if not secret:
         raise unavailable("HUBSPOT_CLIENT_SECRET is not set: this service cannot verify HubSpot's signatures")
     return secret
 
 
-async def hubspot_topic(request: Request) -> Topic:
-    topic = getattr(request.app.state, "hubspot_topic", None)
+async def hubspot_topic(topic: Annotated[Topic | None, Depends(from_state("hubspot_topic"))]) -> Topic:
     if topic is None:
         raise unavailable("SINGLEVIEW_HUBSPOT_TOPIC is not set: there is nowhere to publish the events")
     return topic
@@ -126,10 +126,10 @@ def check_batch(body: bytes) -> int:
     return len(batch)
 
 
-async def publish(request: Request, topic: Topic, message: Message) -> None:
+async def publish(topic: Topic, message: Message, publishers: anyio.CapacityLimiter) -> None:
     """Off the event loop (the publish blocks until acknowledged); a failure is a 503 so HubSpot retries."""
     try:
-        await anyio.to_thread.run_sync(topic.publish, [message], limiter=request.app.state.webhook_publishers)
+        await anyio.to_thread.run_sync(topic.publish, [message], limiter=publishers)
     except Exception as exc:
         log.warning("HubSpot batch not published to %s: %s: %s", topic.url, type(exc).__name__, str(exc)[:300])
         raise unavailable("the events could not be published; HubSpot retries the request") from None
@@ -150,11 +150,12 @@ async def receive_hubspot(
     request: Request,
     secret: Annotated[str, Depends(client_secret)],
     topic: Annotated[Topic, Depends(hubspot_topic)],
+    publishers: Annotated[anyio.CapacityLimiter, Depends(from_state("webhook_publishers"))],
+    settings: SettingsDep,
 ) -> Response:
     received_at = iso_utc(datetime.now(timezone.utc))
-    settings: Settings = request.app.state.settings
     body = await read_capped(request, settings.hubspot_max_body_bytes)
     authenticate(request, body, secret, settings)
     check_batch(body)
-    await publish(request, topic, Message(data=body, attributes={RECEIVED_AT: received_at}))
+    await publish(topic, Message(data=body, attributes={RECEIVED_AT: received_at}), publishers)
     return Response(status_code=204)
