@@ -480,9 +480,10 @@ def report(phases: list[Phase], args) -> int:
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     ok = True
     for phase in phases:
-        backlog = "not all visible" if phase.backlog_s is None else f"{phase.backlog_s:.1f} s"
+        backlog = (f"not all visible {args.drain:g} s" if phase.backlog_s is None
+                   else f"all visible {phase.backlog_s:.1f} s")
         print(f"  {phase.name}: {phase.total} events published at {phase.published_rate:.0f}/s; "
-              f"all visible {backlog} after the last publish")
+              f"{backlog} after the last publish")
         for source, (found, missing, poll) in phase.db.items():
             stats = percentiles(found)
             print(f"    {'customer_sv' if source == 'db' else 'API':<12}: {shown(stats)}  ({len(found)} visible, "
