@@ -1,6 +1,6 @@
 """API latency: the serving layer against raw pymongo, same queries, same rate.
 
-Fills a database with N synthetic customer_sv documents (DESIGN.md section 4),
+Fills a database with N synthetic customer_sv documents (docs/design.md section 4),
 starts the API with uvicorn in a subprocess on a free 127.0.0.1 port, then, for
 each of two queries,
 
@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 from singleview.io.changes import ChangeLog  # noqa: E402
 from singleview.io.store import SINGLE_VIEWS, Store, Write  # noqa: E402
 from singleview.serving.config import Settings  # noqa: E402
-from singleview.serving.db import ensure_indexes  # noqa: E402
+from singleview.io.indexes import ensure_segment_indexes  # noqa: E402
 from singleview.serving.queries import HIDDEN, Segment, combine, segment_filter  # noqa: E402
 from singleview.view import ViewChange  # noqa: E402
 
@@ -285,7 +285,7 @@ def prepare(args, coll) -> tuple[dict, int]:
     if secs:
         print(f"  filled in {secs:.1f} s ({args.customers / secs:,.0f} docs/s)", flush=True)
     t0 = time.perf_counter()
-    ensure_indexes(coll, Settings())
+    ensure_segment_indexes(coll, Settings().index_currencies)
     print(f"  indexes ensured in {time.perf_counter() - t0:.1f} s", flush=True)
     # The API's own filter for the segment, so both sides run the identical query.
     seg_filter = combine(segment_filter(Segment(viewed_category=SEGMENT["viewed_category"],

@@ -1,4 +1,4 @@
-"""The customer_sv document (DESIGN.md section 4), as the pipeline writes it and the API serves it.
+"""The customer_sv document (docs/design.md section 4), as the pipeline writes it and the API serves it.
 
 TypedDicts, one per section: `view.render` builds them, the API validates and
 documents its responses with them (pydantic reads TypedDicts), and the
@@ -115,7 +115,7 @@ CustomerSV = TypedDict("CustomerSV", {
     "updated_at": datetime | None,
     "_rev": int,  # grows with every change of the view
 }, total=False)
-CustomerSV.__doc__ = "One customer's single view, the customer_sv document (DESIGN.md section 4); `_meta` is the pipeline's."
+CustomerSV.__doc__ = "One customer's single view, the customer_sv document (docs/design.md section 4); `_meta` is the pipeline's."
 
 # The document's parts whose change a writer tracks (view.fingerprints).
 DOCUMENT_SECTIONS = tuple(sorted(set(CustomerSV.__annotations__) - {"_id", "_rev"}))

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real MongoDB-wire server (DESIGN.md section 8)."""
+"""Shared fixtures: a real MongoDB-wire server (docs/design.md section 7)."""
 from __future__ import annotations
 
 import os

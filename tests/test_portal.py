@@ -24,7 +24,7 @@ NOW = datetime.now(timezone.utc).replace(microsecond=0)
 
 
 def jane() -> dict:
-    """A DESIGN.md section 4 document: CRM, two orders with items, marketing."""
+    """A docs/design.md section 4 document: CRM, two orders with items, marketing."""
     def order(order_id, inc, days_ago, status, total, items):
         at = NOW - timedelta(days=days_ago)
         return {"order_id": order_id, "increment_id": inc, "status": status, "state": status,

@@ -1,5 +1,5 @@
 """Pub/Sub and Kafka locations by URL, parsed without Beam or a client library:
-the serving app checks its topic at start-up and must not import Beam (DESIGN.md section 7)."""
+the serving app checks its topic at start-up and must not import Beam (docs/design.md section 1)."""
 from __future__ import annotations
 
 import re

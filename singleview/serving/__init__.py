@@ -1,4 +1,4 @@
-"""The serving layer: FastAPI over customer_sv (DESIGN.md section 5)."""
+"""The serving layer: FastAPI over customer_sv (docs/design.md section 5)."""
 from .app import create_app
 from .config import ConfigError, Settings
 

@@ -46,10 +46,6 @@ def make_client(settings: Settings) -> pymongo.MongoClient:
     )
 
 
-def ensure_indexes(collection: Collection, settings: Settings) -> list[str]:
-    return ensure_segment_indexes(collection, settings.index_currencies)
-
-
 class Indexes:
     """The collection's indexes: made at start-up, or by a later /readyz if MongoDB was down then."""
 
@@ -60,7 +56,7 @@ class Indexes:
     def ensure(self) -> bool:
         if not self.ready:
             try:
-                ensure_indexes(self.collection, self.settings)
+                ensure_segment_indexes(self.collection, self.settings.index_currencies)
                 self.ready = True
             except PyMongoError as exc:
                 log.warning("could not create indexes (%s); will retry on /readyz", type(exc).__name__)

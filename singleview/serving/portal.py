@@ -1,4 +1,4 @@
-"""GET /portal: the support agent's page (DESIGN.md section 5).
+"""GET /portal: the support agent's page (docs/design.md section 5).
 
 Plain HTML, CSS and JS from singleview/serving/static/, no build step. The page
 and its assets are served without a key; the page's own fetches to

@@ -25,7 +25,7 @@ SORT_PATTERN = rf"^( *[+-]?{FIELD}( *, *[+-]?{FIELD})*)? *$"
 CURRENCY_PATTERN = r"^[A-Za-z]{3}$"
 DECIMAL_PATTERN = r"^[0-9]{1,30}(\.[0-9]{1,18})?$"
 
-# Mia-Platform CRUD style _q: the only operators accepted (DESIGN.md section 5).
+# Mia-Platform CRUD style _q: the only operators accepted (docs/design.md section 5).
 ALLOWED_OPERATORS = frozenset(
     "$and $or $eq $ne $gt $gte $lt $lte $in $nin $exists $elemMatch $size $regex".split()
 )
