@@ -52,7 +52,7 @@ import pymongo
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from singleview.io.pubsub import ensure_topic_and_subscription  # noqa: E402
+from singleview.io.pubsub import delete_topic_and_subscription, ensure_topic_and_subscription  # noqa: E402
 from singleview.io.store import IdReader, Store, Write  # noqa: E402
 from singleview.samples.generator import ORDER_SCHEMA, decimal_bytes, dumps, iso  # noqa: E402
 
@@ -440,6 +440,8 @@ def run_phase(name: str, args, env: dict, ctx, run_id: str) -> Phase:
         stop_all(phase.processes)
         phase.views.client.drop_database(phase.database)
         phase.views.close()
+        for topic in phase.topics.values():
+            delete_topic_and_subscription(PROJECT, topic, topic)
 
 
 def measure(phase: Phase, args, ctx, api_url: str, watchers_stop) -> Phase:

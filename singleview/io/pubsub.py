@@ -55,6 +55,26 @@ def ensure_topic_and_subscription(project: str, topic: str, subscription: str | 
             subscriber.close()
 
 
+def delete_topic_and_subscription(project: str, topic: str, subscription: str | None = None) -> None:
+    """Remove what ensure_topic_and_subscription made (idempotent): a subscription left with a backlog
+    keeps the local server busy long after its run."""
+    from google.api_core.exceptions import NotFound
+    from google.cloud import pubsub_v1
+    if subscription:
+        subscriber = pubsub_v1.SubscriberClient()
+        try:
+            subscriber.delete_subscription(subscription=subscriber.subscription_path(project, subscription))
+        except NotFound:
+            pass
+        finally:
+            subscriber.close()
+    publisher = pubsub_v1.PublisherClient()
+    try:
+        publisher.delete_topic(topic=publisher.topic_path(project, topic))
+    except NotFound:
+        pass
+
+
 def publish(project: str, topic: str, messages: Iterable[bytes],
             attributes: Mapping[str, str] | None = None) -> int:
     """Publish and wait for every message to be accepted; returns the count."""
