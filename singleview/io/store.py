@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
@@ -44,9 +45,16 @@ DUPLICATE_KEY = 11000
 WRITE_CHUNK = 50
 
 
+_SERVER_IS_FERRETDB: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def is_ferretdb(database: Database) -> bool:
-    """FerretDB says what it is in `buildInfo`."""
-    return "ferretdbVersion" in database.client.admin.command("buildInfo")
+    """FerretDB says what it is in `buildInfo`; asked once per client (the streaming DirectRunner sets
+    DoFns up for every bundle)."""
+    client = database.client
+    if client not in _SERVER_IS_FERRETDB:
+        _SERVER_IS_FERRETDB[client] = "ferretdbVersion" in client.admin.command("buildInfo")
+    return _SERVER_IS_FERRETDB[client]
 
 
 class IdReader:
