@@ -28,6 +28,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from singleview.document import segment_fields
+from singleview.view import as_datetime
 from singleview.io.store import CHANGES, DUPLICATE_KEY, WRITE_CHUNK, WRITERS, IdReader, through_outages
 
 KEEP = 50_000
@@ -102,16 +103,12 @@ class ChangeLog:
             db[CHANGES].replace_one({"_id": entry["_id"]}, entry)
 
 
-def as_utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 def drop_idle_writers(db: Database, idle: timedelta = IDLE, now: datetime | None = None) -> list[str]:
     """Delete the entries and heads of writers silent for `idle` (at a pipeline's start)."""
     cutoff = (now or datetime.now(timezone.utc)) - idle
     dropped = []
     for head in db[WRITERS].find({}):
-        if as_utc(head["at"]) >= cutoff:
+        if as_datetime(head["at"]) >= cutoff:
             continue
         deletes = [DeleteOne({"_id": entry_id(head["_id"], s)}) for s in range(head["first"], head["seq"] + 1)]
         for start in range(0, len(deletes), WRITE_CHUNK):
@@ -146,7 +143,7 @@ class ChangeFeed:
             wanted = [entry_id(writer, s) for s in range(seq, max(0, seq - WALK_BACK), -1)]
             found = self.ids.find(self.db[CHANGES], wanted)
             for i in wanted:
-                if i not in found or as_utc(found[i]["at"]) < moment:
+                if i not in found or as_datetime(found[i]["at"]) < moment:
                     return recent
                 recent.append(found[i])
             seq -= WALK_BACK
