@@ -55,13 +55,15 @@ def stamp_arrival(pcoll, label: str = "StampArrival"):
 
 
 class WindowForMerge(beam.PTransform):
-    """Windows of the same size for the merge, by when contributions reach it, firing once
-    when the window is complete (and per late change).
+    """Windows of the same size for the merge, by when contributions reach it, firing early
+    (a window's length after its first contribution), on time, and per late change.
 
     Contributions leave the projections' state, which lives in the global
-    window, so their own timestamps say nothing; and left to inherit the
-    early firings, the merge would fire as each stream's projections arrive:
-    a write of the same views per stream.
+    window, so their own timestamps say nothing. The early firings are what
+    keeps the merge going when the watermark stalls: on the DirectRunner,
+    after a MongoDB restart, the on-time panes here stopped coming while the
+    projections' early panes were still written (tests/test_recovery.py
+    failed 3 runs in 5 without them, passed 3 in 3 with them).
     """
 
     def __init__(self, window_seconds: float):
@@ -69,4 +71,5 @@ class WindowForMerge(beam.PTransform):
         self.window_seconds = window_seconds
 
     def expand(self, pcoll):
-        return stamp_arrival(pcoll) | "FixedWindows" >> fixed_windows(self.window_seconds)
+        early = trigger.AfterProcessingTime(max(1, math.ceil(self.window_seconds)))
+        return stamp_arrival(pcoll) | "FixedWindows" >> fixed_windows(self.window_seconds, early)
