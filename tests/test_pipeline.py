@@ -171,8 +171,8 @@ def test_rebuild_from_projections_gives_the_incremental_views(tmp_path, messages
 
 def test_views_whose_meta_was_written_as_fields_still_merge(tmp_path, messages, mongo_uri, mongo_client,
                                                             database_name):
-    """Views written before `_meta` was packed (io/store.py) are read as they are, and merged."""
-    from singleview.io.store import unpacked_meta
+    """Views written before `_meta` was packed (io/documents.py) are read as they are, and merged."""
+    from singleview.io.documents import unpacked
     run_into(mongo_uri, database_name, write_inputs(tmp_path, messages, "whole"))
     expected = views(mongo_client[database_name])
     other = f"{database_name}_legacy"
@@ -182,7 +182,7 @@ def test_views_whose_meta_was_written_as_fields_still_merge(tmp_path, messages, 
         stored = mongo_client[other]["customer_sv"]
         legacy = 0
         for doc in stored.find():
-            meta = unpacked_meta(doc["_meta"], stored.codec_options)
+            meta = unpacked(doc["_meta"], stored.codec_options)
             assert meta["contributions"] and "packed" in doc["_meta"]
             stored.replace_one({"_id": doc["_id"]}, dict(doc, _meta=meta))
             legacy += 1

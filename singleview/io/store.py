@@ -16,14 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
 
-import bson
-from bson.codec_options import CodecOptions
 from pymongo import DeleteOne, ReplaceOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure
 
-from singleview.io.documents import contribution_of, group_of, retired_id
+from singleview.io.documents import contribution_of, group_of, retired_id, unpacked
 from singleview.projection import Group
 from singleview.sources import Section
 from singleview.view import ViewState, fingerprints, newest
@@ -108,27 +106,6 @@ def through_outages(action: Callable[[], T], what: str, seconds: float = OUTAGE_
             log.warning("%s: MongoDB unreachable (%s); retrying in %.1f s", what, type(error).__name__, pause)
             time.sleep(pause)
             pause = min(pause * 2, 5.0)
-
-
-PACKED = "packed"
-
-
-def packed_meta(meta: dict) -> dict:
-    """A view's bookkeeping (`_meta`, never shown) as one BSON binary rather than a tree of fields.
-
-    FerretDB 1.24 spends its time per field, not per byte: measured on 1,000
-    generated views, an insert cost 3.0 ms a view with `_meta` packed against
-    6.7-7.8 ms as fields (3.1-3.9 ms without any `_meta`), a look-up by `_id`
-    5-7 ms against 16 ms. Nothing queries inside `_meta`.
-    """
-    return {PACKED: bson.Binary(bson.encode(meta))}
-
-
-def unpacked_meta(meta: dict | None, codec_options: CodecOptions) -> dict:
-    """`_meta` as written, packed or (views written before packing) as fields."""
-    if not meta or PACKED not in meta:
-        return meta or {}
-    return bson.decode(meta[PACKED], codec_options=codec_options)
 
 
 @dataclass(frozen=True)
@@ -221,7 +198,7 @@ class Store:
             view, tomb = views.get(email), tombstones.get(retired_id(email))
             if view is None and tomb is None:
                 continue
-            meta = unpacked_meta(view and view.get("_meta"), self.db.codec_options)
+            meta = unpacked(view and view.get("_meta"), self.db.codec_options)
             known = [contribution_of(email, c) for doc in (meta, tomb) if doc for c in doc.get("contributions", [])]
             states[email] = ViewState(email, newest(known), exists=view is not None, tombstoned=tomb is not None,
                                       sections=fingerprints(view))

@@ -22,9 +22,9 @@ from apache_beam.coders import PickleCoder
 from apache_beam.transforms import window
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
-from singleview.io.documents import children_doc, contribution_doc, parent_doc, retired_id
+from singleview.io.documents import children_doc, contribution_doc, packed, parent_doc, retired_id
 from singleview.io.mongodb import MongoTarget, Staged, StoreFn
-from singleview.io.store import SINGLE_VIEWS, TOMBSTONES, Store, Write, packed_meta
+from singleview.io.store import SINGLE_VIEWS, TOMBSTONES, Store, Write
 from singleview.fold import entity_email
 from singleview.projection import Group, Part, marketing_parts, project, resolve_owner
 from singleview.sources import SECTIONS, Section
@@ -130,7 +130,7 @@ class ViewStage:
 def view_writes(before: ViewState, change: ViewChange) -> list[Write]:
     if change.doc is not None:
         meta = {"contributions": [contribution_doc(c) for c in change.contributions]}
-        doc = dict(change.doc, _meta=packed_meta(meta))
+        doc = dict(change.doc, _meta=packed(meta))
         return [Write(SINGLE_VIEWS, change.email, doc, new=not before.exists)]
     tomb_id = retired_id(change.email)
     tomb = {"_id": tomb_id, "contributions": [contribution_doc(c.retracted()) for c in change.contributions]}
