@@ -30,6 +30,7 @@ visible.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -55,6 +56,9 @@ sys.path.insert(0, str(ROOT))
 from singleview.io.pubsub import delete_topic_and_subscription, ensure_topic_and_subscription  # noqa: E402
 from singleview.io.store import IdReader, Store, Write  # noqa: E402
 from singleview.samples.generator import ORDER_SCHEMA, decimal_bytes, dumps, iso  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from stacks import Sampler  # noqa: E402
 
 PROJECT = "singleview-bench"
 SOURCES = ("crm", "orders", "marketing", "pageviews")
@@ -321,6 +325,7 @@ class Phase:
     backlog_s: float | None = None
     total: int = 0
     views: Views | None = None
+    profile: str = ""
 
     @property
     def database(self) -> str:
@@ -460,10 +465,14 @@ def measure(phase: Phase, args, ctx, api_url: str, watchers_stop) -> Phase:
         ready.wait(60)
     publisher = ctx.Process(target=publish_events, args=(phase.topics, args.customers, len(emails), args.rate,
                                                          args.duration, str(outs["publisher"])))
-    publisher.start()
-    publisher.join(args.duration + 120)
-    sent = json.loads(outs["publisher"].read_text())
-    drain(args, phase, sent)
+    profiled = args.profile and phase.name == "pipeline"
+    with Sampler(args.logs / "pipeline.raw", pid=phase.processes[0].pid) if profiled else contextlib.nullcontext():
+        publisher.start()
+        publisher.join(args.duration + 120)
+        sent = json.loads(outs["publisher"].read_text())
+        drain(args, phase, sent)
+    if profiled:
+        phase.profile = Sampler(args.logs / "pipeline.raw").report(sent["total"])
     time.sleep(2 * args.poll_ms / 1000)
     watchers_stop.set()
     for proc in watchers:
@@ -494,6 +503,8 @@ def report(phases: list[Phase], args) -> int:
                 ok &= not missing and stats.get("p99", 1e9) <= TARGET_P99_S
         if phase.name == "pipeline":
             ok &= phase.backlog_s is not None and phase.backlog_s <= TARGET_P99_S
+        if phase.profile:
+            print("  the pipeline process, from the first publish to the end of the drain, " + phase.profile)
     print(f"  target (pipeline p99 <= {TARGET_P99_S:g} s, nothing left after {TARGET_P99_S:g} s): "
           f"{'met' if ok else 'NOT met'}")
     return 0 if ok else 1
@@ -513,7 +524,11 @@ def parse_args(argv):
     parser.add_argument("--phases", default="floor,pipeline", help="which phases to run, in order")
     parser.add_argument("--logs", type=Path, default=Path("/tmp") / f"singleview-freshness-{os.getpid()}")
     parser.add_argument("--pipeline_arg", action="append", default=[], help="extra run_pipeline.py argument")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample the pipeline process with py-spy while it is measured (bench/stacks.py)")
     args = parser.parse_args(argv)
+    if args.profile and not Sampler.available():
+        parser.error("--profile needs py-spy (pip install py-spy, as in requirements-test.txt)")
     if args.customers < 1 or args.watched < 1:
         parser.error("--customers and --watched must be at least 1")
     return args

@@ -35,9 +35,14 @@ PARTS = [
 BLOCKING = ("(threading.py", "get (queue.py", "_worker (concurrent", "select", "sleep", "poll")
 WAITING_FOR_SERVER = "waiting for reads/writes"  # on the threads that do them: the server's time, seen from here
 IDLE = "idle"
-# The threads that do the pipeline's work; the rest (pymongo's monitors, the lease's renewal, Beam's
-# state samplers) sleep in C, which py-spy cannot tell from work, so they are not reported.
-WORK_THREADS = ("MainThread", "staged-writes", "id-lookup")
+# The threads that do the pipeline's work (the streaming DirectRunner's is its one executor worker);
+# the rest (pymongo's monitors, the lease's renewal, Beam's state samplers) sleep in C, which py-spy
+# cannot tell from work, so they are not reported.
+WORK_THREADS = ("MainThread", "staged-writes", "id-lookup", "ExecutorServiceWorker")
+
+
+def is_work_thread(name: str) -> bool:
+    return any(name == kind or (kind == "ExecutorServiceWorker" and kind in name) for kind in WORK_THREADS)
 
 
 def part_of(frames: list[str]) -> str:
@@ -73,7 +78,7 @@ def split(threads: dict[str, Counter]) -> dict[str, Counter]:
     """thread kind -> part -> samples, for the threads that do the pipeline's work."""
     parts: dict[str, Counter] = {}
     for name, stacks in threads.items():
-        if name not in WORK_THREADS:
+        if not is_work_thread(name):
             continue
         parts[name] = Counter()
         for frames, n in stacks.items():
@@ -85,17 +90,17 @@ def top_functions(threads: dict[str, Counter], count: int = 15) -> list[tuple[st
     """Leaf functions by samples, idle ones left out."""
     leaves = Counter()
     for name, stacks in threads.items():
-        for frames, n in stacks.items() if name in WORK_THREADS else ():
+        for frames, n in stacks.items() if is_work_thread(name) else ():
             if frames and part_of(list(frames)) != IDLE:
                 leaves[frames[-1]] += n
     return leaves.most_common(count)
 
 
 class Sampler:
-    """`with Sampler(path, rate):` samples this process with py-spy while the block runs."""
+    """`with Sampler(path, rate):` samples this process (or `pid`) with py-spy while the block runs."""
 
-    def __init__(self, output: Path, rate: int = 50):
-        self.output, self.rate = output, rate
+    def __init__(self, output: Path, rate: int = 50, pid: int | None = None):
+        self.output, self.rate, self.pid = output, rate, pid or os.getpid()
         self.process: subprocess.Popen | None = None
 
     @staticmethod
@@ -104,7 +109,7 @@ class Sampler:
         return str(here) if here.exists() else shutil.which("py-spy")
 
     def __enter__(self):
-        command = [self.available(), "record", "--pid", str(os.getpid()), "--idle", "--threads",
+        command = [self.available(), "record", "--pid", str(self.pid), "--idle", "--threads",
                    "--format", "raw", "--rate", str(self.rate), "--output", str(self.output)]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(1.0)  # let it attach before the work starts

@@ -36,6 +36,7 @@ class MongoTarget:
     known_empty: frozenset[str] = frozenset()
     # Copies of a target (one per DoFn, after pickling) share one client per process.
     clients: Shared = field(default_factory=Shared, compare=False, repr=False)
+    guards: Shared = field(default_factory=Shared, compare=False, repr=False)
 
     @classmethod
     def from_env(cls, uri: str | None = None, database: str | None = None) -> "MongoTarget":
@@ -49,6 +50,11 @@ class MongoTarget:
         """The streaming DirectRunner sets a DoFn up and tears it down for every
         bundle; connecting each time cost more than the bundle's own work."""
         return self.clients.acquire(self.connect)
+
+    def shared_guard(self, db) -> LeaseGuard:
+        """One lease guard per process: made at every set-up, it would read the lease before every
+        write instead of every few seconds."""
+        return self.guards.acquire(lambda: LeaseGuard(db, self.holder), tag=(db.name, self.holder.job))
 
 
 class StoreFn(beam.DoFn):
@@ -77,6 +83,35 @@ class Staged:
     counts: Counter = field(default_factory=Counter)
 
 
+class StagedWriter:
+    """Writes staged records (the lease checked, the view changes logged, then the documents)
+    and counts them once written. One per DoFn copy; the lease guard is one per process."""
+
+    def __init__(self, store: Store, target: MongoTarget, change_log=None):
+        self.store, self.change_log = store, change_log
+        self.guard = target.shared_guard(store.db) if target.holder else None
+        self._counters: dict[str, object] = {}
+
+    def write(self, batch: list[Staged]) -> None:
+        writes = [w for staged in batch for w in staged.writes]
+        changes = [c for staged in batch for c in staged.changes]
+        if not (writes or changes):
+            return
+        if self.guard:
+            through_outages(self.guard.check, "check the writer lease")
+        if changes and self.change_log is not None:
+            self.change_log.append(self.store.db, changes)
+        self.store.write(writes)
+
+    def written(self, staged: Staged) -> list:
+        """Count a written record; what it passes on."""
+        for name, count in staged.counts.items():
+            if name not in self._counters:
+                self._counters[name] = Metrics.counter("singleview", name)
+            self._counters[name].inc(count)
+        return staged.emits
+
+
 class WriteStagedFn(StoreFn):
     """Write batches of staged records in bulk, then pass on what they emit.
 
@@ -91,18 +126,17 @@ class WriteStagedFn(StoreFn):
     def __init__(self, target: MongoTarget, change_log=None):
         super().__init__(target)
         self.change_log = change_log
-        self._counters: dict[str, object] = {}
 
     def setup(self):
         super().setup()
-        self.guard = LeaseGuard(self.store.db, self.target.holder) if self.target.holder else None
+        self.staged = StagedWriter(self.store, self.target, self.change_log)
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="staged-writes")
 
     def start_bundle(self):
         self.pending: deque = deque()
 
     def process(self, batch: list[Staged]):
-        self.pending.append((self.writer.submit(self._write, batch), batch))
+        self.pending.append((self.writer.submit(self.staged.write, batch), batch))
         while self.pending and (self.pending[0][0].done() or len(self.pending) > self.IN_FLIGHT):
             yield from self._passed_on(*self.pending.popleft())
 
@@ -115,28 +149,10 @@ class WriteStagedFn(StoreFn):
         self.writer.shutdown()
         super().teardown()
 
-    def _write(self, batch: list[Staged]) -> None:
-        writes = [w for staged in batch for w in staged.writes]
-        changes = [c for staged in batch for c in staged.changes]
-        if not (writes or changes):
-            return
-        if self.guard:
-            through_outages(self.guard.check, "check the writer lease")
-        if changes and self.change_log is not None:
-            self.change_log.append(self.store.db, changes)
-        self.store.write(writes)
-
     def _passed_on(self, written: Future, batch: list[Staged]):
         written.result()
         for staged in batch:
-            for name, count in staged.counts.items():
-                self._counter(name).inc(count)
-            yield from staged.emits
-
-    def _counter(self, name: str):
-        if name not in self._counters:
-            self._counters[name] = Metrics.counter("singleview", name)
-        return self._counters[name]
+            yield from self.staged.written(staged)
 
 
 class WriteDeadLettersFn(StoreFn):

@@ -5,7 +5,6 @@ import apache_beam as beam
 
 from singleview.io.changes import ChangeLog
 from singleview.io.mongodb import MongoTarget
-from singleview.transforms.project import WriteStaged
 from singleview.transforms.stages import Step, ViewStage
 from singleview.transforms.window import WindowForMerge
 from singleview.view import DEFAULT_HISTORY_CAP
@@ -34,5 +33,5 @@ class MergeSingleViews(beam.PTransform):
                        for name, pcoll in streams.items()}
         return (streams
                 | "CoGroupByEmail" >> beam.CoGroupByKey()
-                | "Merge" >> Step(self.target, ViewStage(self.history_cap, self.rebuild), self.streaming)
-                | "WriteViews" >> WriteStaged(self.target, self.change_log))
+                | "Merge" >> Step(self.target, ViewStage(self.history_cap, self.rebuild), self.streaming,
+                                  self.change_log))

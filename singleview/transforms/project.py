@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from singleview.io.mongodb import MongoTarget, WriteStagedFn
+from singleview.io.mongodb import MongoTarget
 from singleview.model import ChangeEvent
 from singleview.sources import SOURCES, Section
-from singleview.transforms.stages import BATCH, CHILD, PARENT, OwnerStage, ProjectionStage, Step
+from singleview.transforms.stages import CHILD, PARENT, OwnerStage, ProjectionStage, Step
 from singleview.transforms.window import WindowChanges
 from singleview.view import DEFAULT_HISTORY_CAP
 
@@ -14,18 +14,6 @@ from singleview.view import DEFAULT_HISTORY_CAP
 def parent_id(event: ChangeEvent) -> str:
     """Children are projected with their parent."""
     return event.parent_id if SOURCES[event.source].is_child else event.entity_id
-
-
-class WriteStaged(beam.PTransform):
-    """Staged records -> their writes in bulk, then what they emit."""
-
-    def __init__(self, target: MongoTarget, change_log=None):
-        super().__init__()
-        self.target, self.change_log = target, change_log
-
-    def expand(self, staged):
-        return (staged | "Batch" >> beam.BatchElements(**BATCH)
-                | "Write" >> beam.ParDo(WriteStagedFn(self.target, self.change_log)))
 
 
 class ProjectSection(beam.PTransform):
@@ -51,8 +39,7 @@ class ProjectSection(beam.PTransform):
             tagged[CHILD if SOURCES[source].is_child else PARENT] = keyed
         stage = ProjectionStage(self.section, self.history_cap)
         return (tagged | "GroupByParent" >> beam.CoGroupByKey()
-                | "Project" >> Step(self.target, stage, self.streaming)
-                | "WriteProjections" >> WriteStaged(self.target))
+                | "Project" >> Step(self.target, stage, self.streaming))
 
 
 class ResolveOwners(beam.PTransform):
@@ -66,5 +53,4 @@ class ResolveOwners(beam.PTransform):
     def expand(self, parts):
         grouped = (parts | "OnePartEach" >> beam.MapTuple(lambda owner, part: (owner, [part])) if self.streaming
                    else parts | "GroupByOwner" >> beam.GroupByKey())
-        return (grouped | "Resolve" >> Step(self.target, OwnerStage(self.history_cap), self.streaming)
-                | "Contributions" >> beam.FlatMap(lambda staged: staged.emits))
+        return grouped | "Resolve" >> Step(self.target, OwnerStage(self.history_cap), self.streaming)

@@ -13,8 +13,8 @@ from singleview.io.store import SINGLE_VIEWS, Write
 from singleview.projection import Part, contributions_of
 from singleview.sources import SECTIONS, Section
 from singleview.transforms.merge import MergeSingleViews
-from singleview.transforms.project import ResolveOwners, WriteStaged
-from singleview.transforms.stages import CHILD, PARENT
+from singleview.transforms.project import ResolveOwners
+from singleview.transforms.stages import CHILD, PARENT, WriteStaged
 from singleview.view import DEFAULT_HISTORY_CAP
 
 

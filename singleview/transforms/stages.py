@@ -4,7 +4,7 @@ Each stage of the pipeline folds what arrives for a key into that key's
 state: a section's parent entity and its children (`ProjectionStage`), a
 HubSpot contact's merged contacts (`OwnerStage`), a customer's single view
 (`ViewStage`). A stage step is a pure function of the state and the input;
-what it changes goes out as a `Staged` record for `WriteStagedFn`.
+what it changes goes out as a `Staged` record, written before its emits go on.
 
 Streaming, the state lives in a stateful DoFn in the global window
 (checkpointed by Flink and Dataflow, one key at a time, in order): MongoDB
@@ -23,7 +23,7 @@ from apache_beam.transforms import window
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
 from singleview.io.documents import children_doc, contribution_doc, packed, parent_doc, retired_id
-from singleview.io.mongodb import MongoTarget, Staged, StoreFn
+from singleview.io.mongodb import MongoTarget, Staged, StagedWriter, StoreFn, WriteStagedFn
 from singleview.io.store import SINGLE_VIEWS, TOMBSTONES, Store, Write
 from singleview.fold import entity_email
 from singleview.projection import Group, Part, marketing_parts, project, resolve_owner
@@ -37,6 +37,8 @@ PARENT, CHILD = "parent", "child"
 class ProjectionStage:
     """Key: a section's parent id. Input: {parent: events, child: events}. Emits (email, Contribution),
     or, for the marketing section, (owner id, Part)."""
+
+    writes = True
 
     def __init__(self, section: Section, history_cap: int = DEFAULT_HISTORY_CAP):
         self.section, self.history_cap = section, history_cap
@@ -68,6 +70,7 @@ class OwnerStage:
     Input: its contacts' Parts. Emits (email, marketing Contribution)."""
 
     section = SECTIONS["marketing"]
+    writes = False
 
     def __init__(self, history_cap: int = DEFAULT_HISTORY_CAP):
         self.history_cap = history_cap
@@ -108,6 +111,8 @@ class OwnerStage:
 class ViewStage:
     """Key: a customer's email. Input: {crm, orders, marketing: Contributions}. Writes the single view
     (or removes it, keeping its retractions under a hash of the email) and emits the ViewChange."""
+
+    writes = True
 
     def __init__(self, history_cap: int = DEFAULT_HISTORY_CAP, rebuild: bool = False):
         self.history_cap, self.rebuild = history_cap, rebuild
@@ -155,13 +160,30 @@ class StepInBatchFn(StoreFn):
 
 
 class StepWithStateFn(StoreFn):
-    """Streaming: the key's state is Beam's; MongoDB is read the first time a worker sees the key."""
+    """Streaming: the key's state is Beam's; MongoDB is read the first time a worker sees the key.
+
+    What the steps stage is written by this DoFn, in bulk, every `FLUSH`
+    records and when the bundle ends, and only then do their emits go on: a
+    bundle (its state changes included) is done whole or not at all. The
+    streaming DirectRunner runs a bundle per key, and there a ParDo's cost
+    per bundle (the DoFn pickled, set up, its signature read) is more than
+    the write (BENCHMARKS.md, streaming freshness); Flink's bundles hold
+    many keys, written together.
+    """
 
     STATE = ReadModifyWriteStateSpec("state", PickleCoder())
+    FLUSH = 200
 
-    def __init__(self, target: MongoTarget, stage):
+    def __init__(self, target: MongoTarget, stage, change_log=None):
         super().__init__(target)
-        self.stage = stage
+        self.stage, self.change_log = stage, change_log
+
+    def setup(self):
+        super().setup()
+        self.staged = StagedWriter(self.store, self.target, self.change_log)
+
+    def start_bundle(self):
+        self.unwritten: list[Staged] = []
 
     def process(self, element, state=beam.DoFn.StateParam(STATE)):
         key, inputs = element
@@ -170,19 +192,47 @@ class StepWithStateFn(StoreFn):
             current = self.stage.load(self.store, [element]).get(key) or self.stage.new(key)
         new, staged = self.stage.step(key, current, inputs)
         state.write(new)
-        yield staged
+        self.unwritten.append(staged)
+        if len(self.unwritten) >= self.FLUSH:
+            yield from self._flushed()
+
+    def finish_bundle(self):
+        for emit in self._flushed():
+            yield window.GlobalWindows.windowed_value(emit)
+
+    def _flushed(self):
+        batch, self.unwritten = self.unwritten, []
+        self.staged.write(batch)
+        for staged in batch:
+            yield from self.staged.written(staged)
 
 
 class Step(beam.PTransform):
-    """Keyed inputs -> Staged records, by `stage`, in batch or with state when streaming."""
+    """Keyed inputs -> what the stage emits, once what it staged is written (the view changes
+    logged in `change_log`): in batches, or with state when streaming."""
 
-    def __init__(self, target: MongoTarget, stage, streaming: bool):
+    def __init__(self, target: MongoTarget, stage, streaming: bool, change_log=None):
         super().__init__()
-        self.target, self.stage, self.streaming = target, stage, streaming
+        self.target, self.stage, self.streaming, self.change_log = target, stage, streaming, change_log
 
     def expand(self, keyed):
         if self.streaming:
             return (keyed | "GlobalWindow" >> beam.WindowInto(window.GlobalWindows())
-                    | "StepWithState" >> beam.ParDo(StepWithStateFn(self.target, self.stage)))
-        return (keyed | "Batch" >> beam.BatchElements(**BATCH)
-                | "StepInBatch" >> beam.ParDo(StepInBatchFn(self.target, self.stage)))
+                    | "StepWithState" >> beam.ParDo(StepWithStateFn(self.target, self.stage, self.change_log)))
+        staged = (keyed | "Batch" >> beam.BatchElements(**BATCH)
+                  | "StepInBatch" >> beam.ParDo(StepInBatchFn(self.target, self.stage)))
+        if not self.stage.writes:
+            return staged | "Emits" >> beam.FlatMap(lambda record: record.emits)
+        return staged | "Write" >> WriteStaged(self.target, self.change_log)
+
+
+class WriteStaged(beam.PTransform):
+    """Staged records -> their writes in bulk, then what they emit."""
+
+    def __init__(self, target: MongoTarget, change_log=None):
+        super().__init__()
+        self.target, self.change_log = target, change_log
+
+    def expand(self, staged):
+        return (staged | "Batch" >> beam.BatchElements(**BATCH)
+                | "Write" >> beam.ParDo(WriteStagedFn(self.target, self.change_log)))
