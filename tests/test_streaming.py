@@ -127,21 +127,25 @@ def test_streaming_uses_the_runner_that_streams_and_downloads_nothing():
     assert streaming_runner(SingleViewOptions([])) is None
 
 
+def start_streaming(tmp_path, pubsub_host, mongo_uri, database_name, runner_args=()) -> subprocess.Popen:
+    log = open(tmp_path / "stream.log", "wb")
+    suffix = database_name[-10:]
+    inputs = [f"--input={source}=pubsub://projects/{PROJECT}/subscriptions/{source}-{suffix}" for source in SOURCES]
+    return subprocess.Popen([sys.executable, str(ROOT / "run_pipeline.py"), "--streaming", "--mongo_uri", mongo_uri,
+                             "--database", database_name, *inputs, *runner_args], stdout=log,
+                            stderr=subprocess.STDOUT, env=dict(os.environ, PUBSUB_EMULATOR_HOST=pubsub_host))
+
+
 def test_streaming_converges_to_batch_and_to_the_archive_replay(tmp_path, pubsub_host, mongo_uri, mongo_client,
                                                                  database_name):
     generated = generate(customers=12, seed=9)
     expected = batch_views(tmp_path, generated, mongo_uri, mongo_client, database_name)
 
     suffix = database_name[-10:]
-    args = []
     for source in SOURCES:
         ensure_topic_and_subscription(PROJECT, f"{source}-{suffix}", f"{source}-{suffix}")
         ensure_topic_and_subscription(PROJECT, f"{source}-{suffix}", f"{source}-{suffix}-archive")
-        args.append(f"--input={source}=pubsub://projects/{PROJECT}/subscriptions/{source}-{suffix}")
-    log = open(tmp_path / "stream.log", "wb")
-    worker = subprocess.Popen([sys.executable, str(ROOT / "run_pipeline.py"), "--streaming", "--mongo_uri", mongo_uri,
-                               "--database", database_name, *args], stdout=log, stderr=subprocess.STDOUT,
-                              env=dict(os.environ, PUBSUB_EMULATOR_HOST=pubsub_host))
+    worker = start_streaming(tmp_path, pubsub_host, mongo_uri, database_name)
     published = {}
     try:
         for source, lines in generated.items():
@@ -171,3 +175,38 @@ def test_streaming_converges_to_batch_and_to_the_archive_replay(tmp_path, pubsub
         assert views(mongo_client[replay_db]) == expected
     finally:
         mongo_client.drop_database(replay_db)
+
+
+def test_streaming_on_prism_converges_to_batch_and_acknowledges_what_it_read(tmp_path, pubsub_host, mongo_uri,
+                                                                             mongo_client, database_name):
+    """Prism has no Pub/Sub read of its own: `PullSubscription` reads, and acknowledges a batch once
+    Prism has finalized its bundle, so nothing is delivered again after the ack deadline."""
+    from google.cloud import pubsub_v1
+    subprocess.run([str(ROOT / "scripts" / "prism.sh")], check=True, stdout=subprocess.DEVNULL,
+                   env=dict(os.environ, PYTHON=sys.executable))
+    generated = generate(customers=8, seed=4)
+    expected = batch_views(tmp_path, generated, mongo_uri, mongo_client, database_name)
+    suffix = database_name[-10:]
+    subscriber = pubsub_v1.SubscriberClient()
+    publisher = pubsub_v1.PublisherClient()
+    for source in SOURCES:
+        topic = publisher.topic_path(PROJECT, f"{source}-{suffix}")
+        publisher.create_topic(name=topic)
+        subscriber.create_subscription(name=subscriber.subscription_path(PROJECT, f"{source}-{suffix}"),
+                                       topic=topic, ack_deadline_seconds=10)
+    worker = start_streaming(tmp_path, pubsub_host, mongo_uri, database_name, ["--runner", "PrismRunner"])
+    try:
+        for source, lines in generated.items():
+            publish(PROJECT, f"{source}-{suffix}", [m.data for line in lines for m in split_line(source, line)])
+        assert wait_for_views(worker, mongo_client[database_name], expected, 180, tmp_path / "stream.log") == expected
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    time.sleep(11)
+    try:
+        for source in SOURCES:
+            again = subscriber.pull(subscription=subscriber.subscription_path(PROJECT, f"{source}-{suffix}"),
+                                    max_messages=100, timeout=5).received_messages
+            assert not again, f"{source}: {len(again)} messages delivered again"
+    finally:
+        subscriber.close()

@@ -1,6 +1,7 @@
-"""The Java side of Beam on portable runners: the Flink job server and the
-expansion service for Kafka, both built by `scripts/beam-java.sh` from
-Maven Central into `.data/beam-java` (or `$SINGLEVIEW_BEAM_JAVA`)."""
+"""What portable runners need from outside Python: the Flink job server and the
+expansion service for Kafka, both built by `scripts/beam-java.sh` from Maven
+Central into `.data/beam-java` (or `$SINGLEVIEW_BEAM_JAVA`), and Prism, built
+by `scripts/prism.sh` from the Go module proxy into `.data/bin`."""
 from __future__ import annotations
 
 import os
@@ -8,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from apache_beam.options.pipeline_options import FlinkRunnerOptions, PipelineOptions, PortableOptions, StandardOptions
+from apache_beam.options.pipeline_options import (FlinkRunnerOptions, PipelineOptions, PortableOptions,
+                                                  PrismRunnerOptions, StandardOptions)
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB_SERVER_JAR = "beam-flink-job-server.jar"
@@ -29,11 +31,23 @@ def beam_java_jar(name: str) -> str:
     return str(jar)
 
 
+def prism_binary() -> str:
+    """Prism at the SDK's version, built on first use (`scripts/prism.sh`)."""
+    built = subprocess.run([str(ROOT / "scripts" / "prism.sh")], check=True, stdout=subprocess.PIPE,
+                           env=dict(os.environ, PYTHON=sys.executable), text=True)
+    return built.stdout.strip().splitlines()[-1]
+
+
 def with_runner_defaults(argv: list[str]) -> list[str]:
-    """On the FlinkRunner: the project's job-server jar, and a LOOPBACK
-    Python worker when Flink is the embedded mini-cluster (no Docker)."""
+    """On the PrismRunner: the project's Prism binary. On the FlinkRunner: the
+    project's job-server jar, and a LOOPBACK Python worker when Flink is the
+    embedded mini-cluster (no Docker)."""
     options = PipelineOptions(argv)
-    if (options.view_as(StandardOptions).runner or "").split(".")[-1] != "FlinkRunner":
+    runner = (options.view_as(StandardOptions).runner or "").split(".")[-1]
+    if runner == "PrismRunner":
+        return argv if options.view_as(PrismRunnerOptions).prism_location else argv + [
+            "--prism_location", prism_binary()]
+    if runner != "FlinkRunner":
         return argv
     flink = options.view_as(FlinkRunnerOptions)
     extra = []
