@@ -187,13 +187,8 @@ def test_streaming_on_prism_converges_to_batch_and_acknowledges_what_it_read(tmp
     generated = generate(customers=8, seed=4)
     expected = batch_views(tmp_path, generated, mongo_uri, mongo_client, database_name)
     suffix = database_name[-10:]
-    subscriber = pubsub_v1.SubscriberClient()
-    publisher = pubsub_v1.PublisherClient()
     for source in SOURCES:
-        topic = publisher.topic_path(PROJECT, f"{source}-{suffix}")
-        publisher.create_topic(name=topic)
-        subscriber.create_subscription(name=subscriber.subscription_path(PROJECT, f"{source}-{suffix}"),
-                                       topic=topic, ack_deadline_seconds=10)
+        ensure_topic_and_subscription(PROJECT, f"{source}-{suffix}", f"{source}-{suffix}", ack_deadline_seconds=10)
     worker = start_streaming(tmp_path, pubsub_host, mongo_uri, database_name, ["--runner", "PrismRunner"])
     try:
         for source, lines in generated.items():
@@ -203,6 +198,7 @@ def test_streaming_on_prism_converges_to_batch_and_acknowledges_what_it_read(tmp
         worker.terminate()
         worker.wait(timeout=30)
     time.sleep(11)
+    subscriber = pubsub_v1.SubscriberClient()
     try:
         for source in SOURCES:
             again = subscriber.pull(subscription=subscriber.subscription_path(PROJECT, f"{source}-{suffix}"),

@@ -141,7 +141,8 @@ class PullSubscription(beam.DoFn):
             self.subscriber.acknowledge(subscription=subscription, ack_ids=ack_ids)
 
 
-def ensure_topic_and_subscription(project: str, topic: str, subscription: str | None = None) -> None:
+def ensure_topic_and_subscription(project: str, topic: str, subscription: str | None = None,
+                                  ack_deadline_seconds: int = 60) -> None:
     from google.api_core.exceptions import AlreadyExists
     from google.cloud import pubsub_v1
     publisher = pubsub_v1.PublisherClient()
@@ -154,7 +155,7 @@ def ensure_topic_and_subscription(project: str, topic: str, subscription: str | 
         subscriber = pubsub_v1.SubscriberClient()
         try:
             subscriber.create_subscription(name=subscriber.subscription_path(project, subscription),
-                                           topic=topic_path, ack_deadline_seconds=60)
+                                           topic=topic_path, ack_deadline_seconds=ack_deadline_seconds)
         except AlreadyExists:
             pass
         finally:
