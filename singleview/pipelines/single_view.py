@@ -68,8 +68,8 @@ class SingleViewPipeline(beam.PTransform):
                 section, self.target, self.streaming, self.window_seconds, self.window_by, self.history_cap)
         if "marketing" in streams:
             streams["marketing"] |= "ResolveOwners" >> ResolveOwners(self.target, self.streaming, self.history_cap)
-        changes = streams | "Merge" >> MergeSingleViews(self.target, self.streaming, self.window_seconds,
-                                                         self.history_cap, change_log=self.change_log)
+        changes = streams | "Merge" >> MergeSingleViews(self.target, self.streaming, self.history_cap,
+                                                         change_log=self.change_log)
         if self.feed is not None:
             changes | "PublishViewChanges" >> self.feed
         if dead:

@@ -52,27 +52,3 @@ class WindowChanges(beam.PTransform):
 
 def stamp_arrival(pcoll, label: str = "StampArrival"):
     return pcoll | label >> beam.Map(lambda change: window.TimestampedValue(change, time.time()))
-
-
-class WindowForMerge(beam.PTransform):
-    """Windows of the same size for the merge, by when contributions reach it, firing on time,
-    per late change, and early when a window is still open 5 window lengths (at least 5 s) after
-    its first contribution.
-
-    Contributions leave the projections' state, which lives in the global
-    window, so their own timestamps say nothing. The early firings are what
-    keeps the merge going when the watermark stalls: on the DirectRunner,
-    after a MongoDB restart, the on-time panes here stopped coming while the
-    projections' early panes were still written (tests/test_recovery.py
-    failed 3 runs in 5 without them, passed 3 in 3 with them). Fired after
-    one window length, they doubled the merge's writes whenever the watermark
-    lagged: at 100 events/s the backlog was 60 s, 38-53 s with 5 lengths.
-    """
-
-    def __init__(self, window_seconds: float):
-        super().__init__()
-        self.window_seconds = window_seconds
-
-    def expand(self, pcoll):
-        early = trigger.AfterProcessingTime(max(5, math.ceil(5 * self.window_seconds)))
-        return stamp_arrival(pcoll) | "FixedWindows" >> fixed_windows(self.window_seconds, early)
