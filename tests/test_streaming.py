@@ -10,12 +10,13 @@ from pathlib import Path
 import fastavro
 import pytest
 from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
+from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 
 from singleview.io.files import split_line
 from singleview.io.pubsub import ensure_topic_and_subscription, parse_pubsub_url, publish
 from singleview.io.store import Store, Write
 from singleview.pipelines.options import SingleViewOptions
-from singleview.pipelines.single_view import streaming_runner
+from singleview.pipelines.single_view import local_runner
 from singleview.samples import generate
 from singleview.samples.__main__ import ARCHIVE_SCHEMA
 
@@ -119,12 +120,14 @@ def test_the_local_server_answers_an_empty_pull_quickly(pubsub_host, database_na
         subscriber.close()
 
 
-def test_streaming_uses_the_runner_that_streams_and_downloads_nothing():
-    assert isinstance(streaming_runner(SingleViewOptions(["--streaming"])), BundleBasedDirectRunner)
-    assert isinstance(streaming_runner(SingleViewOptions(["--streaming", "--runner", "DirectRunner"])),
+def test_the_direct_runner_is_chosen_here_so_that_nothing_is_downloaded():
+    assert isinstance(local_runner(SingleViewOptions(["--streaming"])), BundleBasedDirectRunner)
+    assert isinstance(local_runner(SingleViewOptions(["--streaming", "--runner", "DirectRunner"])),
                       BundleBasedDirectRunner)
-    assert streaming_runner(SingleViewOptions(["--streaming", "--runner", "FlinkRunner"])) is None
-    assert streaming_runner(SingleViewOptions([])) is None
+    assert isinstance(local_runner(SingleViewOptions(["--runner", "DirectRunner"])), FnApiRunner)
+    assert isinstance(local_runner(SingleViewOptions([])), FnApiRunner)
+    assert local_runner(SingleViewOptions(["--streaming", "--runner", "FlinkRunner"])) is None
+    assert local_runner(SingleViewOptions(["--runner", "PrismRunner"])) is None
 
 
 def start_streaming(tmp_path, pubsub_host, mongo_uri, database_name, runner_args=()) -> subprocess.Popen:
