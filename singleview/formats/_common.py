@@ -128,8 +128,15 @@ def epoch_millis(value: Any, what: str) -> int:
     return as_int(value, what)
 
 
+# PostgreSQL's numeric, the widest decimal of the sources' databases, keeps scales within ±1000;
+# a message claiming more is refused rather than expanded (10 ** 10**9 would never finish).
+MAX_DECIMAL_SCALE = 1000
+
+
 def format_decimal(unscaled: int, scale: int) -> str:
     """Exactly `scale` places, built from digits so no context can round it."""
+    if abs(scale) > MAX_DECIMAL_SCALE:
+        raise DecodeError(f"decimal scale {scale} is beyond ±{MAX_DECIMAL_SCALE}")
     if scale <= 0:
         return str(unscaled * 10 ** -scale)
     sign = "-" if unscaled < 0 else ""
@@ -161,8 +168,10 @@ def rescale_decimal(value: Any, scale: int, what: str) -> str:
     if not number.is_finite():
         raise DecodeError(f"{what}: decimal is not finite: {value!r}")
     sign, digits, exponent = number.as_tuple()
-    unscaled = int("".join(map(str, digits)) or "0")
     shift = exponent + scale
+    if abs(shift) > 2 * MAX_DECIMAL_SCALE or abs(scale) > MAX_DECIMAL_SCALE:
+        raise DecodeError(f"{what}: decimal {value!r} at scale {scale} is out of range")
+    unscaled = int("".join(map(str, digits)) or "0")
     if shift >= 0:
         unscaled *= 10 ** shift
     else:
