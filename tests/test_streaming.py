@@ -16,6 +16,7 @@ from singleview.io.files import split_line
 from singleview.io.pubsub import ensure_topic_and_subscription, parse_pubsub_url, publish
 from singleview.io.store import Store, Write
 from singleview.pipelines.options import SingleViewOptions
+from singleview.pipelines.portable import prism_binary
 from singleview.pipelines.single_view import local_runner
 from singleview.samples import generate
 from singleview.samples.__main__ import ARCHIVE_SCHEMA
@@ -185,8 +186,7 @@ def test_streaming_on_prism_converges_to_batch_and_acknowledges_what_it_read(tmp
     """Prism has no Pub/Sub read of its own: `PullSubscription` reads, and acknowledges a batch once
     Prism has finalized its bundle, so nothing is delivered again after the ack deadline."""
     from google.cloud import pubsub_v1
-    subprocess.run([str(ROOT / "scripts" / "prism.sh")], check=True, stdout=subprocess.DEVNULL,
-                   env=dict(os.environ, PYTHON=sys.executable))
+    prism_binary()
     generated = generate(customers=8, seed=4)
     expected = batch_views(tmp_path, generated, mongo_uri, mongo_client, database_name)
     suffix = database_name[-10:]

@@ -169,7 +169,7 @@ def rescale_decimal(value: Any, scale: int, what: str) -> str:
         raise DecodeError(f"{what}: decimal is not finite: {value!r}")
     sign, digits, exponent = number.as_tuple()
     shift = exponent + scale
-    if abs(shift) > 2 * MAX_DECIMAL_SCALE or abs(scale) > MAX_DECIMAL_SCALE:
+    if abs(shift) > 2 * MAX_DECIMAL_SCALE:
         raise DecodeError(f"{what}: decimal {value!r} at scale {scale} is out of range")
     unscaled = int("".join(map(str, digits)) or "0")
     if shift >= 0:

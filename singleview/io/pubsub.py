@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import uuid
 from datetime import timezone
 from functools import partial
 from typing import Iterable, Mapping
@@ -60,8 +61,9 @@ def portable(runner) -> bool:
 
 def subscribe(topic: str) -> str:
     """A subscription of the pipeline's own to `topic` (as Dataflow makes one for a topic read)."""
-    import uuid
-    project, name = topic.split("/")[1], topic.split("/")[3]
+    from google.cloud import pubsub_v1
+    parts = pubsub_v1.PublisherClient.parse_topic_path(topic)
+    project, name = parts["project"], parts["topic"]
     subscription = f"{name}-singleview-{uuid.uuid4().hex[:12]}"
     ensure_topic_and_subscription(project, name, subscription)
     return f"projects/{project}/subscriptions/{subscription}"

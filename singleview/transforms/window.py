@@ -50,5 +50,5 @@ class WindowChanges(beam.PTransform):
         return pcoll | "FixedWindows" >> fixed_windows(self.window_seconds, early)
 
 
-def stamp_arrival(pcoll, label: str = "StampArrival"):
-    return pcoll | label >> beam.Map(lambda change: window.TimestampedValue(change, time.time()))
+def stamp_arrival(pcoll):
+    return pcoll | "StampArrival" >> beam.Map(lambda change: window.TimestampedValue(change, time.time()))
