@@ -12,7 +12,9 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from singleview import sources
 from singleview.formats import DecoderConfig
+from singleview.io.documents import unpacked
 from singleview.io.lease import Holder, acquire, release
 from singleview.model import RawMessage
 from singleview.pipelines.single_view import run
@@ -50,6 +52,16 @@ def views(database):
     """The single views without bookkeeping (revisions differ between runs)."""
     return {d["_id"]: {k: v for k, v in d.items() if k not in ("_rev", "_meta")}
             for d in database["customer_sv"].find()}
+
+
+def projections(database) -> dict:
+    """What each projection holds, unpacked, without the bookkeeping that depends on how events were
+    batched (revisions, emails retired along the way): what a run has applied, including what no
+    view shows yet (page views of a contact with no email)."""
+    return {name: {d["_id"]: {k: unpacked(v) if isinstance(v, dict) else v for k, v in d.items()
+                              if k not in ("_rev", "retired")}
+                   for d in database[sources.SOURCES[name].projection].find()}
+            for name in SOURCES}
 
 
 def test_decode_transform_separates_dead_letters():

@@ -21,7 +21,7 @@ from singleview.pipelines.single_view import local_runner
 from singleview.samples import generate
 from singleview.samples.__main__ import ARCHIVE_SCHEMA
 
-from tests.test_pipeline import SOURCES, run_into, views
+from tests.test_pipeline import SOURCES, projections, run_into, views
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "singleview-test"
@@ -36,14 +36,16 @@ def pubsub_host():
     return host
 
 
-def batch_views(tmp_path, generated, mongo_uri, mongo_client, database_name) -> dict:
-    """The single views a batch run writes for the generated events (its database dropped after)."""
+def batch_views(tmp_path, generated, mongo_uri, mongo_client, database_name, *, with_projections=False):
+    """The single views a batch run writes for the generated events (its database dropped after),
+    and its projections if asked."""
     batch_db = f"{database_name}_batch"
     for source, lines in generated.items():
         (tmp_path / f"{source}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     try:
         run_into(mongo_uri, batch_db, [f"--input={s}={tmp_path / f'{s}.jsonl'}" for s in SOURCES])
-        return views(mongo_client[batch_db])
+        batch = mongo_client[batch_db]
+        return (views(batch), projections(batch)) if with_projections else views(batch)
     finally:
         mongo_client.drop_database(batch_db)
 
