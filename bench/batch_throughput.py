@@ -1,6 +1,7 @@
 """Batch throughput: the full pipeline against a Beam floor on the same files.
 
-(a) floor: read + decode + key by entity + CoGroupByKey + count, no MongoDB;
+(a) floor: read + decode + key by entity + CoGroupByKey + count, no MongoDB, read and
+    decoded as the pipeline does;
 (b) full: the single-view pipeline into the local server.
 Both run in this process on the DirectRunner; the ratio is what to compare
 across machines.
@@ -15,12 +16,13 @@ import time
 from pathlib import Path
 
 import apache_beam as beam
+from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 import pymongo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from singleview.formats import DecoderConfig  # noqa: E402
-from singleview.io.files import ReadMessages  # noqa: E402
+from singleview.io.files import ReadSourceFiles  # noqa: E402
 from singleview.pipelines.single_view import run  # noqa: E402
 from singleview.samples import generate  # noqa: E402
 from singleview.transforms.decode import DecodeMessages  # noqa: E402
@@ -44,13 +46,15 @@ def write_files(directory: Path, events: int) -> tuple[dict[str, Path], int]:
 
 
 def floor(paths: dict[str, Path]) -> int:
+    """Read and decode as the pipeline does (every source's files in one read, one decode),
+    then key by entity, CoGroupByKey the sources and count, on the pipeline's batch runner."""
     counted = []
-    with beam.Pipeline(runner="DirectRunner") as p:
-        streams = {}
-        for source, path in paths.items():
-            streams[source] = (p | f"Read {source}" >> ReadMessages(source, str(path))
-                               | f"Decode {source}" >> DecodeMessages(DecoderConfig())).events \
-                | f"Key {source}" >> beam.Map(lambda e: (e.entity_id, 1))
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        events = (p | "Read" >> ReadSourceFiles({s: str(path) for s, path in paths.items()})
+                  | "Decode" >> DecodeMessages(DecoderConfig())).events
+        by_source = events | "BySource" >> beam.Partition(lambda e, _: SOURCES.index(e.source), len(SOURCES))
+        streams = {source: by_source[i] | f"Key {source}" >> beam.Map(lambda e: (e.entity_id, 1))
+                   for i, source in enumerate(SOURCES) if source in paths}
         (streams | beam.CoGroupByKey() | beam.combiners.Count.Globally()
          | beam.Map(counted.append))
     return counted[0] if counted else 0

@@ -47,12 +47,11 @@ def streaming_options() -> PipelineOptions:
 
 
 def run_stream(stream: test_stream.TestStream, target: MongoTarget):
-    """Run the streaming graph on one TestStream of RawMessages split by source, windowed by
+    """Run the streaming graph on one TestStream of RawMessages, windowed by
     their (TestStream) timestamps so that panes come early, on time and late as scripted."""
     with beam.Pipeline(options=streaming_options()) as p:
-        messages = p | stream
-        by_source = {s: messages | f"Only {s}" >> beam.Filter(lambda m, s=s: m.source == s) for s in SOURCES}
-        by_source | SingleViewPipeline(target, DecoderConfig(), streaming=True, window_seconds=1, window_by=PUBLISH)
+        (p | stream
+         | SingleViewPipeline(target, DecoderConfig(), SOURCES, streaming=True, window_seconds=1, window_by=PUBLISH))
 
 
 class RecordPane(beam.DoFn):

@@ -5,6 +5,9 @@ import json
 from datetime import datetime, timezone
 
 import apache_beam as beam
+from apache_beam.io.avroio import ReadAllFromAvro
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.textio import ReadAllFromText
 
 from singleview.formats.salesforce_avro import SCHEMA_ID
 from singleview.model import RawMessage
@@ -49,21 +52,46 @@ def from_pubsub_api_record(source: str, record: dict) -> RawMessage:
     return RawMessage(source, bytes(record.get("payload") or b""), attributes)
 
 
-class ReadMessages(beam.PTransform):
-    """Files by glob: `.avro` as Pub/Sub archives or Salesforce Pub/Sub API archives
-    (told apart by each record's fields), anything else as JSON lines."""
+def matched_files(source_pattern: tuple[str, str]) -> list[tuple[str, str]]:
+    """(source, glob) -> (path, source) for every file the glob matches."""
+    source, pattern = source_pattern
+    matched = FileSystems.match([pattern])[0].metadata_list
+    if not matched:
+        raise ValueError(f"{source}: no file matches {pattern!r}")
+    return [(m.path, source) for m in matched]
 
-    def __init__(self, source: str, pattern: str):
+
+def avro_messages(source: str, record: dict) -> list[RawMessage]:
+    return [from_archive_record(source, record)]
+
+
+class ReadSourceFiles(beam.PTransform):
+    """{source: glob} -> the RawMessages of every source, read by one transform per file kind.
+
+    What the FnApiRunner joins from several stages it writes and reads once
+    more, so reading all the sources in one stage lets their messages go from
+    the read to the first grouping without that. Each file's source comes from
+    the glob that matched it (a side input).
+    """
+
+    KINDS = {"Avro": (ReadAllFromAvro, avro_messages), "Text": (ReadAllFromText, split_line)}
+
+    def __init__(self, patterns: dict[str, str]):
         super().__init__()
-        self.source = source
-        self.pattern = pattern
+        self.patterns = patterns
 
     def expand(self, pbegin):
-        source = self.source
-        if self.pattern.endswith(".avro"):
-            return (pbegin
-                    | "ReadAvro" >> beam.io.ReadFromAvro(self.pattern)
-                    | "ToMessage" >> beam.Map(lambda r: from_archive_record(source, r)))
-        return (pbegin
-                | "ReadLines" >> beam.io.ReadFromText(self.pattern)
-                | "SplitBatches" >> beam.FlatMap(lambda line: split_line(source, line)))
+        kinds = {kind: {s: p for s, p in self.patterns.items() if p.endswith(".avro") == (kind == "Avro")}
+                 for kind in self.KINDS}
+        parts = [self._read(pbegin, kind, patterns) for kind, patterns in kinds.items() if patterns]
+        return parts[0] if len(parts) == 1 else parts | "Flatten" >> beam.Flatten()
+
+    def _read(self, pbegin, kind: str, patterns: dict[str, str]):
+        read_all, messages_of = self.KINDS[kind]
+        globs = pbegin | f"{kind} globs" >> beam.Create(sorted(patterns.items()))
+        sources = globs | f"{kind} files" >> beam.FlatMap(matched_files)
+        return (globs | f"{kind} patterns" >> beam.Map(lambda source_pattern: source_pattern[1])
+                | f"Read {kind}" >> read_all(with_filename=True)
+                | f"{kind} messages" >> beam.FlatMap(
+                    lambda item, by_path: [m for s in by_path[item[0]] for m in messages_of(s, item[1])],
+                    by_path=beam.pvalue.AsMultiMap(sources)))

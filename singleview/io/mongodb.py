@@ -12,7 +12,7 @@ import os
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import apache_beam as beam
 import pymongo
@@ -112,16 +112,41 @@ class StagedWriter:
         return staged.emits
 
 
+class WritesInFlight:
+    """Batches of staged records written in order on a thread of their own, while the caller
+    goes on with the next (at most `IN_FLIGHT` behind): the server's time and the pipeline's
+    overlap. A batch's emits are passed on once its writes are stored."""
+
+    IN_FLIGHT = 3
+
+    def __init__(self, staged: StagedWriter):
+        self.staged = staged
+        self.writer = ThreadPoolExecutor(2, thread_name_prefix="staged-writes")
+        self.pending: deque = deque()
+
+    def submit(self, batch: list[Staged]) -> Iterator:
+        """Write `batch`; the emits of the batches written by now."""
+        self.pending.append((self.writer.submit(self.staged.write, batch), batch))
+        while self.pending and (self.pending[0][0].done() or len(self.pending) > self.IN_FLIGHT):
+            yield from self._passed_on(*self.pending.popleft())
+
+    def drain(self) -> Iterator:
+        """The emits of every batch, once all are written."""
+        while self.pending:
+            yield from self._passed_on(*self.pending.popleft())
+
+    def shutdown(self) -> None:
+        self.writer.shutdown()
+
+    def _passed_on(self, written: Future, batch: list[Staged]) -> Iterator:
+        written.result()
+        for staged in batch:
+            yield from self.staged.written(staged)
+
+
 class WriteStagedFn(StoreFn):
-    """Write batches of staged records in bulk, then pass on what they emit.
-
-    The writes run on a thread of their own, in order, while the step before
-    goes on with the next batches (at most `IN_FLIGHT` behind): the server's
-    time and the pipeline's overlap. A batch's emits leave once its writes are
-    stored, the last ones when the bundle finishes.
-    """
-
-    IN_FLIGHT = 2
+    """Write batches of staged records in bulk (`WritesInFlight`), then pass on what they
+    emit, the last ones when the bundle finishes."""
 
     def __init__(self, target: MongoTarget, change_log=None):
         super().__init__(target)
@@ -129,30 +154,18 @@ class WriteStagedFn(StoreFn):
 
     def setup(self):
         super().setup()
-        self.staged = StagedWriter(self.store, self.target, self.change_log)
-        self.writer = ThreadPoolExecutor(1, thread_name_prefix="staged-writes")
-
-    def start_bundle(self):
-        self.pending: deque = deque()
+        self.in_flight = WritesInFlight(StagedWriter(self.store, self.target, self.change_log))
 
     def process(self, batch: list[Staged]):
-        self.pending.append((self.writer.submit(self.staged.write, batch), batch))
-        while self.pending and (self.pending[0][0].done() or len(self.pending) > self.IN_FLIGHT):
-            yield from self._passed_on(*self.pending.popleft())
+        yield from self.in_flight.submit(batch)
 
     def finish_bundle(self):
-        while self.pending:
-            for emit in self._passed_on(*self.pending.popleft()):
-                yield window.GlobalWindows.windowed_value(emit)
+        for emit in self.in_flight.drain():
+            yield window.GlobalWindows.windowed_value(emit)
 
     def teardown(self):
-        self.writer.shutdown()
+        self.in_flight.shutdown()
         super().teardown()
-
-    def _passed_on(self, written: Future, batch: list[Staged]):
-        written.result()
-        for staged in batch:
-            yield from self.staged.written(staged)
 
 
 class WriteDeadLettersFn(StoreFn):

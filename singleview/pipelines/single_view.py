@@ -9,6 +9,7 @@ import sys
 import threading
 import uuid
 from dataclasses import dataclass
+from typing import Iterable
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
@@ -24,7 +25,7 @@ from singleview.formats import DecoderConfig
 from singleview.io.changes import ChangeLog
 from singleview.io.lease import Holder, LeaseHeld, Renewal, acquire
 from singleview.io.mongodb import MongoTarget, ReadCollection, WriteDeadLettersFn, prepare
-from singleview.io.files import ReadMessages
+from singleview.io.files import ReadSourceFiles
 from singleview.io.store import SINGLE_VIEWS, TOMBSTONES
 from singleview.pipelines.options import SingleViewOptions, decoder_config, parse_inputs
 from singleview.pipelines.portable import with_runner_defaults
@@ -41,44 +42,45 @@ COLLECTIONS = (*(s.projection for s in SOURCES.values()), SINGLE_VIEWS, TOMBSTON
 
 
 class SingleViewPipeline(beam.PTransform):
-    """Messages per source -> single views and dead letters in MongoDB; yields the ViewChanges."""
+    """The RawMessages of `sources` -> single views and dead letters in MongoDB; yields the ViewChanges.
 
-    def __init__(self, target: MongoTarget, config: DecoderConfig, history_cap: int = 100,
-                 streaming: bool = False, window_seconds: float | None = None, window_by: str = ARRIVAL,
-                 changes_topic: str | None = None, changes_payload: str = NO_PAYLOAD):
+    One decode for every source, so that in batch a section's events go to
+    their grouping from the stage that decoded them: what a Flatten or a
+    CoGroupByKey joins from several stages the FnApiRunner writes and reads
+    once more.
+    """
+
+    def __init__(self, target: MongoTarget, config: DecoderConfig, sources: Iterable[str],
+                 history_cap: int = 100, streaming: bool = False, window_seconds: float | None = None,
+                 window_by: str = ARRIVAL, changes_topic: str | None = None, changes_payload: str = NO_PAYLOAD):
         super().__init__()
         self.feed = PublishViewChanges(changes_topic, changes_payload) if changes_topic else None
         self.target = target
         self.config = config
+        self.sources = set(sources)
         self.history_cap = history_cap
         self.streaming = streaming
         self.window_seconds = window_seconds if streaming else None
         self.window_by = window_by
         self.change_log = ChangeLog()
 
-    def expand(self, messages: dict):
-        events, dead = {}, []
-        for source, pcoll in messages.items():
-            decoded = pcoll | f"Decode {source}" >> DecodeMessages(self.config)
-            dead.append(decoded[DEAD_LETTERS])
-            events[source] = decoded.events
-        streams = {}
-        for section in SECTIONS.values():
-            mine = {s: events[s] for s in SOURCES if SOURCES[s].section == section.name and s in events}
-            if not mine:
-                continue
-            streams[section.name] = mine | f"Project {section.name}" >> ProjectSection(
-                section, self.target, self.streaming, self.window_seconds, self.window_by, self.history_cap)
+    def expand(self, messages):
+        present = [s for s in SECTIONS.values() if any(SOURCES[m].section == s.name for m in self.sources)]
+        decoded = messages | "Decode" >> DecodeMessages(self.config)
+        order = {section.name: i for i, section in enumerate(present)}
+        by_section = decoded.events | "BySection" >> beam.Partition(
+            lambda e, _: order[SOURCES[e.source].section], len(present))
+        streams = {section.name: by_section[i] | f"Project {section.name}" >> ProjectSection(
+            section, self.target, self.streaming, self.window_seconds, self.window_by, self.history_cap)
+            for i, section in enumerate(present)}
         if "marketing" in streams:
             streams["marketing"] |= "ResolveOwners" >> ResolveOwners(self.target, self.streaming, self.history_cap)
         changes = streams | "Merge" >> MergeSingleViews(self.target, self.streaming, self.history_cap,
                                                          change_log=self.change_log)
         if self.feed is not None:
             changes | "PublishViewChanges" >> self.feed
-        if dead:
-            (dead | "FlattenDeadLetters" >> beam.Flatten()
-             | "BatchDeadLetters" >> beam.BatchElements(**BATCH)
-             | "WriteDeadLetters" >> beam.ParDo(WriteDeadLettersFn(self.target)))
+        (decoded[DEAD_LETTERS] | "BatchDeadLetters" >> beam.BatchElements(**BATCH)
+         | "WriteDeadLetters" >> beam.ParDo(WriteDeadLettersFn(self.target)))
         return changes
 
 
@@ -132,10 +134,15 @@ def build(pipeline: beam.Pipeline, options: SingleViewOptions, target: MongoTarg
     if streaming and any(pattern.startswith("kafka://") for pattern in inputs.values()):
         from singleview.io.kafka import one_expansion_service
         reading = one_expansion_service(options.kafka_expansion_service)
-    with reading:
-        messages = {source: pipeline | f"Read {source}" >> read(source, pattern, streaming, options)
-                    for source, pattern in inputs.items()}
-    view = SingleViewPipeline(target, config, options.history_cap, streaming, options.window_seconds,
+    if streaming:
+        with reading:
+            messages = ([pipeline | f"Read {source}" >> read(source, pattern, streaming, options)
+                         for source, pattern in inputs.items()] | "Messages" >> beam.Flatten())
+    else:
+        for source, pattern in inputs.items():
+            input_scheme(source, pattern, streaming)
+        messages = pipeline | "Read files" >> ReadSourceFiles(inputs)
+    view = SingleViewPipeline(target, config, inputs, options.history_cap, streaming, options.window_seconds,
                               options.window_by, options.sv_changes_topic, options.sv_changes_payload)
     return messages | "SingleView" >> view
 
@@ -143,9 +150,7 @@ def build(pipeline: beam.Pipeline, options: SingleViewOptions, target: MongoTarg
 def read(source: str, location: str, streaming: bool, options: SingleViewOptions) -> beam.PTransform:
     """Files by glob in batch; when streaming, `pubsub://projects/P/subscriptions/S`
     (or topics/T) or `kafka://HOST:PORT/TOPIC`."""
-    scheme = location.partition("://")[0] if "://" in location else None
-    if scheme in ("pubsub", "kafka") and not streaming:
-        raise ValueError(f"{source}: a {scheme}:// input needs --streaming")
+    scheme = input_scheme(source, location, streaming)
     if scheme == "pubsub":
         from singleview.io.pubsub import ReadPubSubMessages, parse_pubsub_url
         _, path = parse_pubsub_url(location)
@@ -153,9 +158,17 @@ def read(source: str, location: str, streaming: bool, options: SingleViewOptions
     if scheme == "kafka":
         from singleview.io.kafka import ReadKafkaMessages
         return ReadKafkaMessages(source, location, options.kafka_expansion_service)
-    if streaming:
+    return ReadSourceFiles({source: location})
+
+
+def input_scheme(source: str, location: str, streaming: bool) -> str | None:
+    """pubsub, kafka, or None (files); an input the mode cannot read is refused."""
+    scheme = location.partition("://")[0] if "://" in location else None
+    if scheme in ("pubsub", "kafka") and not streaming:
+        raise ValueError(f"{source}: a {scheme}:// input needs --streaming")
+    if streaming and scheme not in ("pubsub", "kafka"):
         raise ValueError(f"{source}: --streaming reads pubsub:// or kafka:// inputs, got {location!r}")
-    return ReadMessages(source, location)
+    return scheme
 
 
 def local_runner(options) -> PipelineRunner | None:

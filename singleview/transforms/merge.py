@@ -5,6 +5,7 @@ import apache_beam as beam
 
 from singleview.io.changes import ChangeLog
 from singleview.io.mongodb import MongoTarget
+from singleview.transforms.group import CoGroupPickled
 from singleview.transforms.stages import Step, ViewStage
 from singleview.view import DEFAULT_HISTORY_CAP
 
@@ -41,7 +42,7 @@ class MergeSingleViews(beam.PTransform):
             grouped = ([pcoll | f"Tag {name}" >> beam.Map(tagged_alone, name) for name, pcoll in streams.items()]
                        | "ByEmail" >> beam.Flatten())
         else:
-            grouped = streams | "CoGroupByEmail" >> beam.CoGroupByKey()
+            grouped = streams | "CoGroupByEmail" >> CoGroupPickled()
         return (grouped
                 | "Merge" >> Step(self.target, ViewStage(self.history_cap, self.rebuild), self.streaming,
                                   self.change_log))

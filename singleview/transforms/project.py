@@ -6,7 +6,8 @@ import apache_beam as beam
 from singleview.io.mongodb import MongoTarget
 from singleview.model import ChangeEvent
 from singleview.sources import SOURCES, Section
-from singleview.transforms.stages import CHILD, PARENT, OwnerStage, ProjectionStage, Step
+from singleview.transforms.group import GroupPickled
+from singleview.transforms.stages import OwnerStage, ProjectionStage, Step
 from singleview.transforms.window import WindowChanges
 from singleview.view import DEFAULT_HISTORY_CAP
 
@@ -17,7 +18,8 @@ def parent_id(event: ChangeEvent) -> str:
 
 
 class ProjectSection(beam.PTransform):
-    """{source: ChangeEvents} of one section -> (email, Contribution), or (owner, Part) for marketing.
+    """A section's ChangeEvents (its parent's and its child's) -> (email, Contribution),
+    or (owner, Part) for marketing.
 
     Windows (streaming) only batch the writes: each pane of a parent is
     folded into its state in turn, whenever it fires.
@@ -30,15 +32,12 @@ class ProjectSection(beam.PTransform):
         self.section, self.target, self.streaming = section, target, streaming
         self.window_seconds, self.window_by, self.history_cap = window_seconds, window_by, history_cap
 
-    def expand(self, events: dict):
-        tagged = {}
-        for source, pcoll in events.items():
-            keyed = pcoll | f"KeyByParent {source}" >> beam.Map(lambda e: (parent_id(e), e))
-            if self.window_seconds:
-                keyed = keyed | f"Window {source}" >> WindowChanges(self.window_seconds, self.window_by)
-            tagged[CHILD if SOURCES[source].is_child else PARENT] = keyed
+    def expand(self, events):
+        keyed = events | "KeyByParent" >> beam.Map(lambda e: (parent_id(e), e))
+        if self.window_seconds:
+            keyed = keyed | "Window" >> WindowChanges(self.window_seconds, self.window_by)
         stage = ProjectionStage(self.section, self.history_cap)
-        return (tagged | "GroupByParent" >> beam.CoGroupByKey()
+        return (keyed | "GroupByParent" >> GroupPickled()
                 | "Project" >> Step(self.target, stage, self.streaming))
 
 
@@ -52,5 +51,5 @@ class ResolveOwners(beam.PTransform):
 
     def expand(self, parts):
         grouped = (parts | "OnePartEach" >> beam.MapTuple(lambda owner, part: (owner, [part])) if self.streaming
-                   else parts | "GroupByOwner" >> beam.GroupByKey())
+                   else parts | "GroupByOwner" >> GroupPickled())
         return grouped | "Resolve" >> Step(self.target, OwnerStage(self.history_cap), self.streaming)

@@ -23,9 +23,10 @@ from apache_beam.transforms import window
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
 from singleview.io.documents import children_doc, contribution_doc, packed, parent_doc, retired_id
-from singleview.io.mongodb import MongoTarget, Staged, StagedWriter, StoreFn, WriteStagedFn
+from singleview.io.mongodb import MongoTarget, Staged, StagedWriter, StoreFn, WriteStagedFn, WritesInFlight
 from singleview.io.store import SINGLE_VIEWS, TOMBSTONES, Store, Write
 from singleview.fold import entity_email
+from singleview.model import ChangeEvent
 from singleview.projection import Group, Part, marketing_parts, project, resolve_owner
 from singleview.sources import SECTIONS, Section
 from singleview.view import DEFAULT_HISTORY_CAP, ViewChange, ViewState, merge_view, newest
@@ -35,8 +36,8 @@ PARENT, CHILD = "parent", "child"
 
 
 class ProjectionStage:
-    """Key: a section's parent id. Input: {parent: events, child: events}. Emits (email, Contribution),
-    or, for the marketing section, (owner id, Part)."""
+    """Key: a section's parent id. Input: the parent's events and its children's. Emits
+    (email, Contribution), or, for the marketing section, (owner id, Part)."""
 
     writes = True
 
@@ -49,9 +50,12 @@ class ProjectionStage:
     def load(self, store: Store, items: list[tuple[str, Any]]) -> dict:
         return store.groups(self.section, [key for key, _ in items])
 
-    def step(self, key: str, group: Group, grouped: dict) -> tuple[Group, Staged]:
+    def step(self, key: str, group: Group, events: Iterable[ChangeEvent]) -> tuple[Group, Staged]:
         section = self.section
-        done = project(section, group, grouped.get(PARENT, ()), grouped.get(CHILD, ()), self.history_cap)
+        parents, children = [], []
+        for event in events:
+            (children if event.source != section.parent.name else parents).append(event)
+        done = project(section, group, parents, children, self.history_cap)
         new = done.group
         staged = Staged(counts=Counter(f"{source}_{outcome}" for source, outcome in done.outcomes))
         if done.parent_changed:
@@ -146,17 +150,55 @@ def view_writes(before: ViewState, change: ViewChange) -> list[Write]:
 
 
 class StepInBatchFn(StoreFn):
-    """Batch: each key arrives once; a bundle's stored states are read together."""
+    """Batch: each key arrives once. Keys are stepped `KEYS` at a time, their stored states read
+    together, and what they stage is written (`WritesInFlight`) before their emits go on.
 
-    def __init__(self, target: MongoTarget, stage):
+    Gathering the keys here rather than in a BatchElements step keeps lists
+    of records off Beam's edges: the runner estimates the size of sampled
+    elements by encoding them, and a sampled list of a thousand events is a
+    thousand events pickled.
+    """
+
+    KEYS = 500
+
+    def __init__(self, target: MongoTarget, stage, change_log=None):
         super().__init__(target)
-        self.stage = stage
+        self.stage, self.change_log = stage, change_log
 
-    def process(self, batch: list[tuple[str, Any]]):
+    def setup(self):
+        super().setup()
+        self.in_flight = WritesInFlight(StagedWriter(self.store, self.target, self.change_log))
+
+    def start_bundle(self):
+        self.keys: list[tuple[str, Any]] = []
+
+    def process(self, keyed):
+        self.keys.append(keyed)
+        if len(self.keys) >= self.KEYS:
+            yield from self._stepped()
+
+    def finish_bundle(self):
+        for emit in [*self._stepped(), *self.in_flight.drain()]:
+            yield window.GlobalWindows.windowed_value(emit)
+
+    def teardown(self):
+        self.in_flight.shutdown()
+        super().teardown()
+
+    def _stepped(self):
+        batch, self.keys = self.keys, []
+        if not batch:
+            return
         stored = self.stage.load(self.store, batch)
+        staged = []
         for key, inputs in batch:
             state = stored.get(key)
-            yield self.stage.step(key, self.stage.new(key) if state is None else state, inputs)[1]
+            staged.append(self.stage.step(key, self.stage.new(key) if state is None else state, inputs)[1])
+        if self.stage.writes:
+            yield from self.in_flight.submit(staged)
+        else:
+            for record in staged:
+                yield from self.in_flight.staged.written(record)
 
 
 class StepWithStateFn(StoreFn):
@@ -219,11 +261,7 @@ class Step(beam.PTransform):
         if self.streaming:
             return (keyed | "GlobalWindow" >> beam.WindowInto(window.GlobalWindows())
                     | "StepWithState" >> beam.ParDo(StepWithStateFn(self.target, self.stage, self.change_log)))
-        staged = (keyed | "Batch" >> beam.BatchElements(**BATCH)
-                  | "StepInBatch" >> beam.ParDo(StepInBatchFn(self.target, self.stage)))
-        if not self.stage.writes:
-            return staged | "Emits" >> beam.FlatMap(lambda record: record.emits)
-        return staged | "Write" >> WriteStaged(self.target, self.change_log)
+        return keyed | "StepInBatch" >> beam.ParDo(StepInBatchFn(self.target, self.stage, self.change_log))
 
 
 class WriteStaged(beam.PTransform):
