@@ -47,8 +47,9 @@ bench: mongo
 	$(PY) bench/batch_throughput.py --events 100000
 
 # CUSTOMERS: comma-separated sizes (default 10000,100000); PROFILE=1 samples the full runs with py-spy.
+CUSTOMERS ?= 10000,100000
 bench-scaling: mongo
-	$(PY) bench/batch_scaling.py --customers $(or $(CUSTOMERS),10000,100000) $(if $(PROFILE),--profile)
+	$(PY) bench/batch_scaling.py --customers $(CUSTOMERS) $(if $(PROFILE),--profile)
 
 bench-freshness: install
 	$(PY) bench/freshness.py --rate $(or $(RATE),500) --duration $(or $(DURATION),30)

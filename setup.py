@@ -12,6 +12,7 @@ PIPELINE = [
     "fastavro==1.13.1",
     "typing-extensions==4.16.0",
     "google-cloud-pubsub==2.44.0",
+    "orjson==3.13.0",
 ]
 KAFKA = ["confluent-kafka==2.16.1"]
 # confluent-kafka: POST /webhooks/hubspot publishes to a Kafka topic when configured so.

@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Mapping
 
+import orjson
+
 from singleview.document import (
     DOCUMENT_SECTIONS, CrmInfo, CustomerSV, MarketingPreferences, Order, OrderItem, PageView, Stats, ViewedCategory,
 )
@@ -279,9 +281,17 @@ class ViewState:
 
 
 def fingerprints(doc: Mapping | None) -> dict:
+    """A key per section that changes with the section; never stored, so only this process compares them."""
     if doc is None:
         return {}
-    return {name: json.dumps(doc.get(name), sort_keys=True, default=str) for name in DOCUMENT_SECTIONS}
+    return {name: _fingerprint(doc.get(name)) for name in DOCUMENT_SECTIONS}
+
+
+def _fingerprint(section: Any) -> bytes | str:
+    try:
+        return orjson.dumps(section, option=orjson.OPT_SORT_KEYS, default=str)
+    except TypeError:
+        return json.dumps(section, sort_keys=True, default=str)
 
 
 def retired_id(email: str) -> str:

@@ -126,6 +126,13 @@ def test_bad_input_argument_is_a_clear_error(mongo_uri, database_name):
         run_into(mongo_uri, database_name, ["--input", "erp=/nowhere/*.jsonl"])
 
 
+def test_a_glob_that_matches_no_file_is_a_clear_error(tmp_path, mongo_uri, database_name):
+    (tmp_path / "orders.jsonl").write_text("")
+    with pytest.raises(ValueError, match="crm: no file matches '/nowhere/"):
+        run_into(mongo_uri, database_name, ["--input", "crm=/nowhere/*.jsonl",
+                                            "--input", f"orders={tmp_path / 'orders.jsonl'}"])
+
+
 def test_one_writer_at_a_time_and_two_pipelines_in_turn_end_where_one_would(tmp_path, messages, mongo_uri,
                                                                             mongo_client, database_name):
     """State is kept per key in one pipeline, so a database has one writer: a second pipeline

@@ -10,6 +10,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
 
+import orjson
+
 from singleview.model import ChangeEvent, DecodeError, RawMessage
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -37,6 +39,12 @@ def guarded(decoder: Decoder) -> Decoder:
 
 
 def load_json(data: bytes) -> Any:
+    """orjson where it can (a third of json's time a message); json for what it refuses
+    (NaN, integers beyond 64 bits, lone surrogates, bad input), so both accept the same."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
     try:
         text = bytes(data).decode("utf-8")
     except UnicodeDecodeError as error:

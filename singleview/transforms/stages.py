@@ -167,7 +167,8 @@ class StepInBatchFn(StoreFn):
 
     def setup(self):
         super().setup()
-        self.in_flight = WritesInFlight(StagedWriter(self.store, self.target, self.change_log))
+        self.staged = StagedWriter(self.store, self.target, self.change_log)
+        self.in_flight = WritesInFlight(self.staged)
 
     def start_bundle(self):
         self.keys: list[tuple[str, Any]] = []
@@ -198,7 +199,7 @@ class StepInBatchFn(StoreFn):
             yield from self.in_flight.submit(staged)
         else:
             for record in staged:
-                yield from self.in_flight.staged.written(record)
+                yield from self.staged.written(record)
 
 
 class StepWithStateFn(StoreFn):
