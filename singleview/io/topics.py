@@ -8,6 +8,7 @@ key with an idempotent producer).
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import threading
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ class PubSubTopic:
             for future in futures:
                 future.result(timeout=ACK_SECONDS)
         except Exception:
+            # Every key that fails is paused when its own batch fails: resume them once all have.
+            concurrent.futures.wait(futures, timeout=ACK_SECONDS)
             for key in {m.key for m in messages if m.key}:
                 with contextlib.suppress(RuntimeError):  # "Ordering key is not paused": that key did not fail
                     self._client.resume_publish(self.path, key)
