@@ -228,13 +228,14 @@ def test_a_publish_to_a_missing_topic_fails_with_the_servers_refusal_and_the_key
     from google.api_core.exceptions import NotFound
     name = f"late-{database_name[-10:]}"
     topic = open_topic(f"pubsub://projects/{PROJECT}/topics/{name}")
-    messages = [Message(b"{}", key, {"op": UPSERT}) for key in ("k1", "k2", "k1")]
+    # Enough keys that some batches fail after the first refusal surfaces (each key is paused then).
+    messages = [Message(b"{}", f"k{i % 40}", {"op": UPSERT}) for i in range(200)]
     try:
         with pytest.raises(NotFound) as refused:
             topic.publish(messages)
         assert is_permanent(refused.value) and not is_permanent(TimeoutError())
         ensure_topic_and_subscription(PROJECT, name)
-        assert topic.publish(messages) == 3
+        assert topic.publish(messages) == 200
     finally:
         topic.close()
 
