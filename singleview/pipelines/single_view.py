@@ -44,10 +44,11 @@ COLLECTIONS = (*(s.projection for s in SOURCES.values()), SINGLE_VIEWS, TOMBSTON
 class SingleViewPipeline(beam.PTransform):
     """The RawMessages of `sources` -> single views and dead letters in MongoDB; yields the ViewChanges.
 
-    One decode for every source, so that in batch a section's events go to
-    their grouping from the stage that decoded them: what a Flatten or a
-    CoGroupByKey joins from several stages the FnApiRunner writes and reads
-    once more.
+    The messages come as one PCollection (batch) or as one per source
+    (streaming). In batch one decode serves every source, so that a section's
+    events go to their grouping from the stage that decoded them: what a
+    Flatten or a CoGroupByKey joins from several stages the FnApiRunner
+    writes and reads once more.
     """
 
     def __init__(self, target: MongoTarget, config: DecoderConfig, sources: Iterable[str],
@@ -66,22 +67,40 @@ class SingleViewPipeline(beam.PTransform):
 
     def expand(self, messages):
         present = [s for s in SECTIONS.values() if any(SOURCES[m].section == s.name for m in self.sources)]
-        decoded = messages | "Decode" >> DecodeMessages(self.config)
-        order = {section.name: i for i, section in enumerate(present)}
-        by_section = decoded.events | "BySection" >> beam.Partition(
-            lambda e, _: order[SOURCES[e.source].section], len(present))
-        streams = {section.name: by_section[i] | f"Project {section.name}" >> ProjectSection(
+        events, dead = (self._decoded_per_source(messages, present) if isinstance(messages, dict)
+                        else self._decoded_together(messages, present))
+        streams = {section.name: events[section.name] | f"Project {section.name}" >> ProjectSection(
             section, self.target, self.streaming, self.window_seconds, self.window_by, self.history_cap)
-            for i, section in enumerate(present)}
+            for section in present}
         if "marketing" in streams:
             streams["marketing"] |= "ResolveOwners" >> ResolveOwners(self.target, self.streaming, self.history_cap)
         changes = streams | "Merge" >> MergeSingleViews(self.target, self.streaming, self.history_cap,
                                                          change_log=self.change_log)
         if self.feed is not None:
             changes | "PublishViewChanges" >> self.feed
-        (decoded[DEAD_LETTERS] | "BatchDeadLetters" >> beam.BatchElements(**BATCH)
+        (dead | "BatchDeadLetters" >> beam.BatchElements(**BATCH)
          | "WriteDeadLetters" >> beam.ParDo(WriteDeadLettersFn(self.target)))
         return changes
+
+    def _decoded_together(self, messages, present):
+        """Batch: one decode, its events partitioned by section."""
+        decoded = messages | "Decode" >> DecodeMessages(self.config)
+        order = {section.name: i for i, section in enumerate(present)}
+        by_section = decoded.events | "BySection" >> beam.Partition(
+            lambda e, _: order[SOURCES[e.source].section], len(present))
+        return {section.name: by_section[i] for i, section in enumerate(present)}, decoded[DEAD_LETTERS]
+
+    def _decoded_per_source(self, messages: dict, present):
+        """Streaming: a decode per source, so that an event goes through no Flatten or Partition
+        before its section: the streaming DirectRunner pays each step once per bundle."""
+        decoded = {source: pcoll | f"Decode {source}" >> DecodeMessages(self.config)
+                   for source, pcoll in messages.items()}
+        events = {}
+        for section in present:
+            mine = [d.events for source, d in decoded.items() if SOURCES[source].section == section.name]
+            events[section.name] = mine[0] if len(mine) == 1 else mine | f"Events {section.name}" >> beam.Flatten()
+        dead = [d[DEAD_LETTERS] for d in decoded.values()] | "DeadLetters" >> beam.Flatten()
+        return events, dead
 
 
 @dataclass
@@ -136,8 +155,8 @@ def build(pipeline: beam.Pipeline, options: SingleViewOptions, target: MongoTarg
         reading = one_expansion_service(options.kafka_expansion_service)
     if streaming:
         with reading:
-            messages = ([pipeline | f"Read {source}" >> read(source, pattern, streaming, options)
-                         for source, pattern in inputs.items()] | "Messages" >> beam.Flatten())
+            messages = {source: pipeline | f"Read {source}" >> read(source, pattern, streaming, options)
+                        for source, pattern in inputs.items()}
     else:
         for source, pattern in inputs.items():
             input_scheme(source, pattern, streaming)
