@@ -44,11 +44,11 @@ COLLECTIONS = (*(s.projection for s in SOURCES.values()), SINGLE_VIEWS, TOMBSTON
 class SingleViewPipeline(beam.PTransform):
     """The RawMessages of `sources` -> single views and dead letters in MongoDB; yields the ViewChanges.
 
-    The messages come as one PCollection (batch) or as one per source
-    (streaming). In batch one decode serves every source, so that a section's
-    events go to their grouping from the stage that decoded them: what a
-    Flatten or a CoGroupByKey joins from several stages the FnApiRunner
-    writes and reads once more.
+    The messages come as one PCollection of every source's (batch) or as a
+    dict of one per source (streaming). One PCollection gets one decode, so
+    that a section's events go to their grouping from the stage that decoded
+    them: what a Flatten or a CoGroupByKey joins from several stages the
+    FnApiRunner writes and reads once more.
     """
 
     def __init__(self, target: MongoTarget, config: DecoderConfig, sources: Iterable[str],
@@ -91,8 +91,9 @@ class SingleViewPipeline(beam.PTransform):
         return {section.name: by_section[i] for i, section in enumerate(present)}, decoded[DEAD_LETTERS]
 
     def _decoded_per_source(self, messages: dict, present):
-        """Streaming: a decode per source, so that an event goes through no Flatten or Partition
-        before its section: the streaming DirectRunner pays each step once per bundle."""
+        """Streaming: a decode per source, its events flattened only with the other source of
+        their section (if any), not with every source and partitioned again: the streaming
+        DirectRunner pays each step once per bundle."""
         decoded = {source: pcoll | f"Decode {source}" >> DecodeMessages(self.config)
                    for source, pcoll in messages.items()}
         events = {}
